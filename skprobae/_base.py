@@ -1,0 +1,275 @@
+"""Machinery shared by every skprobae estimator.
+
+Validation at the door, seeding, device choice, the seeded validation split,
+training a module through :class:`~skprobae._net.LikelihoodNet`, batched
+inference, and the outlier-detection contract of scikit-learn's
+``IsolationForest`` (``contamination``, ``offset_``, ``decision_function``,
+``predict``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from collections.abc import Callable, Iterator
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from skorch.callbacks import EarlyStopping, GradientNormClipping, ProgressBar
+from skorch.dataset import Dataset
+from skorch.helper import predefined_split
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+from torch import nn
+
+from ._net import LikelihoodNet, TensorBatches
+from .nn import ACTIVATIONS
+
+_SEED_MAX = np.iinfo(np.int32).max
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def draw_seed(random_state) -> int:
+    """An integer seed from anything ``check_random_state`` accepts."""
+    return int(check_random_state(random_state).randint(_SEED_MAX))
+
+
+@contextlib.contextmanager
+def torch_seeded(seed: int, device: str | torch.device = "cpu") -> Iterator[None]:
+    """Run the body with torch's global RNG seeded, then restore the caller's RNG state.
+
+    Module initialisation and ``torch.distributions`` sampling draw from the
+    global generator; forking it keeps the user's own torch randomness intact.
+    """
+    device = torch.device(device)
+    cuda_devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda_devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` -> ``"cuda"`` when a GPU is visible, else ``"cpu"``; check explicit choices."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}.") from exc
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was requested but CUDA is not available; use device='auto' or 'cpu'.")
+    return device
+
+
+def to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    """float64 numpy copy of a tensor, wherever it lives."""
+    return tensor.detach().to("cpu", torch.float64).numpy()
+
+
+class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, BaseEstimator):
+    """Base class of the autoencoder estimators; not for direct use.
+
+    Subclasses list their hyperparameters in ``__init__`` (which only stores
+    them), build a torch module in ``fit`` and train it with
+    :meth:`_fit_module`. They implement ``score_samples``; this class turns it
+    into ``score``, ``decision_function``, ``predict`` and ``offset_``.
+    """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "hidden_layer_sizes": [tuple, list],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), None],
+        "max_grad_norm": [Interval(Real, 0, None, closed="neither"), None],
+        "device": [str],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "contamination": [Interval(Real, 0, 0.5, closed="right")],
+    }
+
+    # ------------------------------------------------------------------ input
+    def _validate_params_and_data(self, X) -> np.ndarray:
+        """Check hyperparameters and the training matrix; set ``n_features_in_``."""
+        self._validate_params()
+        sizes = self.hidden_layer_sizes
+        if not all(isinstance(s, Integral) and not isinstance(s, bool) and s >= 1 for s in sizes):
+            raise ValueError(f"hidden_layer_sizes must be a tuple of positive integers, got {sizes!r}.")
+        return self._check_X(X, reset=True)
+
+    def _check_X(self, X, reset: bool = False) -> np.ndarray:
+        X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
+        if X.size and np.abs(X).max() > _FLOAT32_MAX:
+            raise ValueError(
+                "X has values beyond the float32 range (|x| > 3.4e38) that the network cannot represent; "
+                "rescale X, e.g. with StandardScaler."
+            )
+        return X
+
+    # --------------------------------------------------------------- training
+    def _split(self, n_samples: int, rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray]:
+        """Seeded train/validation indices according to ``validation_fraction``."""
+        n_valid = math.ceil(self.validation_fraction * n_samples) if self.validation_fraction > 0 else 0
+        if n_valid and n_samples - n_valid < 1:
+            warnings.warn(
+                f"{type(self).__name__}: {n_samples} sample(s) are too few for validation_fraction="
+                f"{self.validation_fraction}; training on all of them without a validation split.",
+                UserWarning,
+                stacklevel=3,
+            )
+            n_valid = 0
+        order = rng.permutation(n_samples)
+        return np.sort(order[n_valid:]), np.sort(order[:n_valid])
+
+    def _callbacks(self, has_validation: bool) -> list:
+        callbacks = []
+        if self.n_iter_no_change is not None:
+            callbacks.append(
+                (
+                    "early_stopping",
+                    EarlyStopping(
+                        monitor="valid_loss" if has_validation else "train_loss",
+                        patience=self.n_iter_no_change,
+                        threshold=1e-4,
+                        threshold_mode="abs",
+                        load_best=True,
+                        sink=lambda *args, **kwargs: None,
+                    ),
+                )
+            )
+        if self.max_grad_norm is not None:
+            callbacks.append(("gradient_clipping", GradientNormClipping(self.max_grad_norm)))
+        if self.verbose:
+            callbacks.append(("progress_bar", ProgressBar()))
+        return callbacks
+
+    def _fit_module(self, build_module: Callable[[], nn.Module], X: np.ndarray) -> np.random.RandomState:
+        """Build and train a module on ``X``; sets ``net_``, ``history_``, ``n_iter_``.
+
+        ``build_module`` runs under the estimator's seed, so weight
+        initialisation is reproducible. Returns the random state the rest of
+        ``fit`` should draw from.
+        """
+        rng = check_random_state(self.random_state)
+        train_idx, valid_idx = self._split(len(X), rng)
+        seed = int(rng.randint(_SEED_MAX))
+        device = resolve_device(self.device)
+
+        with torch_seeded(seed, device):
+            module = build_module()
+            self._inference_batch_size = self._batch_size_for(module)
+            X_tensor = torch.tensor(X, dtype=torch.float32, device=device)
+            has_validation = len(valid_idx) > 0
+            net = LikelihoodNet(
+                module,
+                criterion=nn.Identity,  # unused: LikelihoodNet.get_loss asks the module
+                optimizer=torch.optim.Adam,
+                optimizer__weight_decay=self.weight_decay,
+                lr=self.learning_rate,
+                max_epochs=self.max_epochs,
+                batch_size=self.batch_size,
+                iterator_train=TensorBatches,
+                iterator_train__shuffle=True,
+                iterator_train__generator=torch.Generator().manual_seed(seed),
+                iterator_valid=TensorBatches,
+                iterator_valid__batch_size=self._inference_batch_size,
+                train_split=predefined_split(Dataset(X_tensor[valid_idx])) if has_validation else None,
+                callbacks=self._callbacks(has_validation),
+                device=device,
+                verbose=self.verbose,
+                owner=type(self).__name__,
+            )
+            net.fit(X_tensor[train_idx])
+        net.module_.eval()
+        self.net_ = net
+        self.history_ = net.history
+        self.n_iter_ = len(net.history)
+        self._n_features_out = self.n_components
+        return rng
+
+    @staticmethod
+    def _batch_size_for(module: nn.Module) -> int:
+        """Rows per inference batch: keeps the decoded distribution near 2**24 floats."""
+        cost = getattr(getattr(module, "head", None), "inference_cost", 1024)
+        return int(max(1, min(4096, 2**24 // max(1, cost))))
+
+    # -------------------------------------------------------------- inference
+    @property
+    def _device(self) -> str:
+        return self.net_.device
+
+    def _batches(self, X: np.ndarray) -> Iterator[torch.Tensor]:
+        """float32 tensors of consecutive rows of ``X`` on the model's device."""
+        size = getattr(self, "_inference_batch_size", 1024)
+        for start in range(0, len(X), size):
+            yield torch.as_tensor(np.asarray(X[start : start + size], dtype=np.float32), device=self._device)
+
+    def _map_batches(self, fn: Callable, X: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
+        """Apply ``fn`` to batches of ``X`` without gradients; concatenate as float64 numpy."""
+        outputs = []
+        with torch.no_grad():
+            for batch in self._batches(X):
+                out = fn(batch)
+                outputs.append(tuple(map(to_numpy, out)) if isinstance(out, tuple) else to_numpy(out))
+        if isinstance(outputs[0], tuple):
+            return tuple(np.concatenate(parts) for parts in zip(*outputs))
+        return np.concatenate(outputs)
+
+    # ---------------------------------------------------------- outlier contract
+    def _set_offset(self, X: np.ndarray) -> None:
+        """``offset_``: the ``contamination`` quantile of the training scores."""
+        scores = self._score_samples(X)
+        if not np.all(np.isfinite(scores)):
+            raise FloatingPointError(
+                f"{type(self).__name__}: the fitted model gives non-finite scores on "
+                f"{int((~np.isfinite(scores)).sum())} training rows. Standardize X, lower "
+                "learning_rate or choose a simpler distribution."
+            )
+        self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
+
+    def _score_samples(self, X: np.ndarray) -> np.ndarray:
+        """Scores of validated ``X``; subclasses implement it."""
+        raise NotImplementedError
+
+    def score_samples(self, X) -> np.ndarray:
+        """Per-sample score, higher for more normal data (see the subclass)."""
+        check_is_fitted(self)
+        return self._score_samples(self._check_X(X))
+
+    def score(self, X, y=None) -> float:
+        """Mean of :meth:`score_samples`; ``GridSearchCV`` maximises it by default.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+
+        Returns
+        -------
+        float
+        """
+        return float(np.mean(self.score_samples(X)))
+
+    def decision_function(self, X) -> np.ndarray:
+        """``score_samples(X) - offset_``: negative for outliers, positive for inliers."""
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X) -> np.ndarray:
+        """+1 for inliers, -1 for outliers (``decision_function < 0``)."""
+        return np.where(self.decision_function(X) < 0, -1, 1)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = False
+        tags.non_deterministic = False
+        tags.transformer_tags.preserves_dtype = ["float64"]
+        return tags

@@ -1,0 +1,121 @@
+"""The interface every output distribution of an autoencoder implements."""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+SCALE_FLOOR = 1e-6
+"""Smallest scale (and degrees of freedom) a decoder can output: softplus + this floor."""
+
+
+def positive(raw: Tensor) -> Tensor:
+    """Map unconstrained values to strictly positive ones: ``softplus(raw) + 1e-6``."""
+    return nn.functional.softplus(raw) + SCALE_FLOOR
+
+
+def lower_cholesky(raw: Tensor, n_features: int) -> Tensor:
+    """Fill a lower-triangular matrix with a positive diagonal from flat values.
+
+    Parameters
+    ----------
+    raw : Tensor of shape (..., n_features * (n_features + 1) / 2)
+        The first ``n_features`` values become the diagonal (through
+        :func:`positive`), the rest fill the strictly lower triangle row by row.
+    n_features : int
+        Size of the square factor.
+
+    Returns
+    -------
+    Tensor of shape (..., n_features, n_features)
+    """
+    d = n_features
+    diagonal = positive(raw[..., :d])
+    rows, cols = torch.tril_indices(d, d, offset=-1, device=raw.device)
+    flat = raw.new_zeros(*raw.shape[:-1], d * d)
+    flat[..., rows * d + cols] = raw[..., d:]
+    return flat.view(*raw.shape[:-1], d, d) + torch.diag_embed(diagonal)
+
+
+def n_tril(n_features: int) -> int:
+    """Number of free values in a lower-triangular ``n_features`` square matrix."""
+    return n_features * (n_features + 1) // 2
+
+
+class OutputDistribution(nn.Module):
+    """Turns a decoder's raw output into a distribution over the input features.
+
+    A subclass declares how many raw values it needs per sample
+    (:attr:`n_params`) and builds a :class:`torch.distributions.Distribution`
+    with batch shape ``params.shape[:-1]`` and event shape ``(n_features,)``
+    from them. Everything else (loss, point estimate, variance, mixtures) is
+    derived from that distribution, so a subclass usually only writes
+    :meth:`distribution`. Being an :class:`~torch.nn.Module`, a family may hold
+    learnable parameters of its own; they train with the autoencoder.
+
+    Parameters
+    ----------
+    n_features : int
+        Dimension of the data the distribution is over.
+    """
+
+    point_estimate_kind: ClassVar[str] = "mean"
+    """``"mean"`` or ``"mode"``: the summary :meth:`point_estimate` returns."""
+
+    def __init__(self, n_features: int):
+        super().__init__()
+        self.n_features = n_features
+
+    @property
+    def n_params(self) -> int:
+        """Raw decoder outputs needed per sample."""
+        raise NotImplementedError
+
+    @property
+    def inference_cost(self) -> int:
+        """Floats held per sample while scoring; sets the inference batch size."""
+        return self.n_params
+
+    def distribution(self, params: Tensor) -> Distribution:
+        """Distribution of ``x`` given raw decoder outputs ``params``."""
+        raise NotImplementedError
+
+    def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
+        """Log-density of each row of ``x``, shape ``params.shape[:-1]``."""
+        return self.distribution(params).log_prob(x)
+
+    def scale_loss(self, nll: Tensor) -> Tensor:
+        """Map the mean negative log-likelihood to the training loss (identity here)."""
+        return nll
+
+    def loss(self, params: Tensor, x: Tensor) -> Tensor:
+        """Training loss of a batch: the mean negative log-likelihood."""
+        return self.scale_loss(-self.log_prob(params, x).mean())
+
+    def point_estimate(self, params: Tensor) -> Tensor:
+        """The mean (normal families) or mode (Student-t families) of ``x``."""
+        dist = self.distribution(params)
+        return dist.mode if self.point_estimate_kind == "mode" else dist.mean
+
+    def variance(self, params: Tensor) -> Tensor:
+        """Per-feature variance; NaN where it is undefined."""
+        return self.distribution(params).variance
+
+    def components(self, params: Tensor) -> tuple[Tensor, Tensor]:
+        """Point estimate of each mixture component and its log-weight.
+
+        A single distribution is a mixture of one component with weight 1.
+        Returns tensors of shape ``(..., K, n_features)`` and ``(..., K)``.
+        """
+        point = self.point_estimate(params).unsqueeze(-2)
+        return point, point.new_zeros(point.shape[:-1])
+
+    def extra_repr(self) -> str:
+        return f"n_features={self.n_features}"
+
+
+LOG_2PI = math.log(2 * math.pi)

@@ -1,0 +1,80 @@
+"""Mixtures of K components of any output family."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.distributions import Categorical, MixtureSameFamily
+
+from ._base import OutputDistribution
+
+
+class Mixture(OutputDistribution):
+    """A mixture of ``n_mixtures`` components of one output family, softmax weights.
+
+    The decoder outputs ``n_mixtures`` logits followed by each component's raw
+    parameters. Log-densities go through ``MixtureSameFamily`` (a
+    ``logsumexp`` over components).
+
+    The point estimate follows the component family: the mixture mean for
+    families summarised by their mean (normal), and for families summarised by
+    their mode (Student-t) the mode of the component whose mode has the highest
+    mixture density. The variance is the mixture's (law of total variance).
+
+    Parameters
+    ----------
+    component : OutputDistribution
+        One component; its parameters are not used, only its definition.
+    n_mixtures : int
+        Number of components K.
+    """
+
+    def __init__(self, component: OutputDistribution, n_mixtures: int):
+        super().__init__(component.n_features)
+        self.component = component
+        self.n_mixtures = n_mixtures
+        self.point_estimate_kind = component.point_estimate_kind
+
+    @property
+    def n_params(self) -> int:
+        return self.n_mixtures * (1 + self.component.n_params)
+
+    @property
+    def inference_cost(self) -> int:
+        return self.n_mixtures * (1 + self.component.inference_cost)
+
+    def _split(self, params: Tensor) -> tuple[Tensor, Tensor]:
+        logits, rest = params.split([self.n_mixtures, params.shape[-1] - self.n_mixtures], dim=-1)
+        return logits, rest.unflatten(-1, (self.n_mixtures, self.component.n_params))
+
+    def distribution(self, params: Tensor) -> MixtureSameFamily:
+        logits, component_params = self._split(params)
+        return MixtureSameFamily(
+            Categorical(logits=logits, validate_args=False),
+            self.component.distribution(component_params),
+            validate_args=False,
+        )
+
+    def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
+        logits, component_params = self._split(params)
+        component_log_prob = self.component.log_prob(component_params, x.unsqueeze(-2))
+        return torch.logsumexp(component_log_prob + logits.log_softmax(-1), dim=-1)
+
+    def scale_loss(self, nll: Tensor) -> Tensor:
+        return self.component.scale_loss(nll)
+
+    def point_estimate(self, params: Tensor) -> Tensor:
+        if self.point_estimate_kind == "mean":
+            return self.distribution(params).mean
+        modes, _ = self.components(params)
+        # Mixture density at every component's mode: shape (K, ...).
+        log_density = self.log_prob(params, modes.movedim(-2, 0))
+        best = log_density.argmax(0)
+        return torch.take_along_dim(modes, best[..., None, None], dim=-2).squeeze(-2)
+
+    def components(self, params: Tensor) -> tuple[Tensor, Tensor]:
+        logits, component_params = self._split(params)
+        return self.component.point_estimate(component_params), logits.log_softmax(-1)
+
+    def extra_repr(self) -> str:
+        return f"n_mixtures={self.n_mixtures}"

@@ -1,0 +1,82 @@
+"""Gaussian output distributions: fixed, diagonal and full covariance."""
+
+from __future__ import annotations
+
+from torch import Tensor
+from torch.distributions import Independent, MultivariateNormal, Normal
+
+from ._base import LOG_2PI, OutputDistribution, lower_cholesky, n_tril, positive
+
+
+class UnitNormal(OutputDistribution):
+    r"""``normal``: :math:`\mathcal{N}(\mu, I)`; the decoder outputs the mean only."""
+
+    @property
+    def n_params(self) -> int:
+        return self.n_features
+
+    def distribution(self, params: Tensor) -> Independent:
+        return Independent(Normal(params, 1.0, validate_args=False), 1)
+
+    def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
+        return -0.5 * ((x - params) ** 2).sum(-1) - 0.5 * self.n_features * LOG_2PI
+
+
+class SquaredError(UnitNormal):
+    r"""``mse``: the plain autoencoder, trained on the mean squared error.
+
+    Its density is that of ``normal`` (:math:`\mathcal{N}(\mu, I)`, the
+    probabilistic reading of MSE), so ``score_samples`` and sampling agree with
+    ``normal``; only the training loss is rescaled to
+    :math:`\frac{2}{d}\,\mathrm{NLL} - \log 2\pi`, which is exactly the mean
+    squared error per feature for one component.
+    """
+
+    def scale_loss(self, nll: Tensor) -> Tensor:
+        return nll * (2.0 / self.n_features) - LOG_2PI
+
+    def loss(self, params: Tensor, x: Tensor) -> Tensor:
+        return ((x - params) ** 2).mean()
+
+
+class DiagonalNormal(OutputDistribution):
+    r"""``normal_diag``: :math:`\mathcal{N}(\mu, \mathrm{diag}(\sigma^2))`, softplus scales."""
+
+    @property
+    def n_params(self) -> int:
+        return 2 * self.n_features
+
+    def _split(self, params: Tensor) -> tuple[Tensor, Tensor]:
+        loc, raw_scale = params.split(self.n_features, dim=-1)
+        return loc, positive(raw_scale)
+
+    def distribution(self, params: Tensor) -> Independent:
+        loc, scale = self._split(params)
+        return Independent(Normal(loc, scale, validate_args=False), 1)
+
+    def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
+        loc, scale = self._split(params)
+        z = (x - loc) / scale
+        return -0.5 * (z * z).sum(-1) - scale.log().sum(-1) - 0.5 * self.n_features * LOG_2PI
+
+
+class FullNormal(OutputDistribution):
+    r"""``normal_full``: :math:`\mathcal{N}(\mu, LL^\top)` with a Cholesky factor ``L``.
+
+    The decoder outputs ``d`` means and ``d (d + 1) / 2`` factor entries, so the
+    last layer grows with the square of the number of features.
+    """
+
+    @property
+    def n_params(self) -> int:
+        return self.n_features + n_tril(self.n_features)
+
+    @property
+    def inference_cost(self) -> int:
+        return self.n_params + self.n_features**2
+
+    def distribution(self, params: Tensor) -> MultivariateNormal:
+        loc, raw_tril = params.split([self.n_features, n_tril(self.n_features)], dim=-1)
+        scale_tril = lower_cholesky(raw_tril, self.n_features)
+        return MultivariateNormal(loc, scale_tril=scale_tril, validate_args=False)
+

@@ -1,0 +1,192 @@
+"""Multivariate Student-t distribution and the Student-t output families."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torch.distributions import Chi2, Distribution, constraints
+
+from ._base import OutputDistribution, lower_cholesky, n_tril, positive
+
+
+class MultivariateStudentT(Distribution):
+    r"""Multivariate Student-t distribution with a triangular or diagonal scale.
+
+    .. math::
+
+        \log p(x) = \log\Gamma\!\left(\tfrac{\nu + d}{2}\right)
+        - \log\Gamma\!\left(\tfrac{\nu}{2}\right) - \tfrac{d}{2}\log(\nu\pi)
+        - \log|L| - \tfrac{\nu + d}{2}\log\!\left(1 + \tfrac{1}{\nu}
+        \lVert L^{-1}(x - \mu)\rVert^2\right)
+
+    with scale matrix :math:`\Sigma = LL^\top`. Samples are
+    :math:`\mu + L z \sqrt{\nu / w}` with :math:`z \sim \mathcal{N}(0, I)` and
+    :math:`w \sim \chi^2_\nu`. ``torch.distributions`` has only the univariate
+    ``StudentT``; a product of those is a different distribution (one mixing
+    variable per feature instead of one shared by all).
+
+    Parameters
+    ----------
+    df : Tensor of shape batch_shape
+        Degrees of freedom, positive.
+    loc : Tensor of shape batch_shape + (d,)
+        Location (the mode; the mean when ``df > 1``).
+    scale_tril : Tensor of shape batch_shape + (d, d), optional
+        Lower-triangular scale factor with a positive diagonal.
+    scale_diag : Tensor of shape batch_shape + (d,), optional
+        Diagonal of a diagonal scale factor; give exactly one of the two.
+    """
+
+    arg_constraints = {
+        "df": constraints.positive,
+        "loc": constraints.real_vector,
+        "scale_tril": constraints.lower_cholesky,
+        "scale_diag": constraints.independent(constraints.positive, 1),
+    }
+    support = constraints.real_vector
+    has_rsample = True
+
+    def __init__(
+        self,
+        df: Tensor,
+        loc: Tensor,
+        scale_tril: Tensor | None = None,
+        scale_diag: Tensor | None = None,
+        validate_args: bool | None = None,
+    ):
+        if (scale_tril is None) == (scale_diag is None):
+            raise ValueError("Give exactly one of scale_tril and scale_diag.")
+        d = loc.shape[-1]
+        scale = scale_diag if scale_tril is None else scale_tril
+        scale_batch = scale.shape[:-1] if scale_tril is None else scale.shape[:-2]
+        batch_shape = torch.broadcast_shapes(df.shape, loc.shape[:-1], scale_batch)
+        self.df = df.expand(batch_shape)
+        self.loc = loc.expand(batch_shape + (d,))
+        if scale_tril is None:
+            self.scale_diag = scale_diag.expand(batch_shape + (d,))
+            self.scale_tril = None
+        else:
+            self.scale_tril = scale_tril.expand(batch_shape + (d, d))
+            self.scale_diag = None
+        super().__init__(batch_shape, torch.Size([d]), validate_args=validate_args)
+
+    def _whiten(self, diff: Tensor) -> Tensor:
+        if self.scale_diag is not None:
+            return diff / self.scale_diag
+        return torch.linalg.solve_triangular(self.scale_tril, diff.unsqueeze(-1), upper=False).squeeze(-1)
+
+    def _log_det_scale(self) -> Tensor:
+        diag = self.scale_diag if self.scale_diag is not None else self.scale_tril.diagonal(dim1=-2, dim2=-1)
+        return diag.log().sum(-1)
+
+    def _scale_variance(self) -> Tensor:
+        """Diagonal of the scale matrix ``L L^T``."""
+        if self.scale_diag is not None:
+            return self.scale_diag**2
+        return (self.scale_tril**2).sum(-1)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        d = self.event_shape[0]
+        maha = self._whiten(value - self.loc).pow(2).sum(-1)
+        df = self.df
+        return (
+            torch.lgamma((df + d) / 2)
+            - torch.lgamma(df / 2)
+            - 0.5 * d * torch.log(df * math.pi)
+            - self._log_det_scale()
+            - 0.5 * (df + d) * torch.log1p(maha / df)
+        )
+
+    def rsample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
+        shape = self._extended_shape(sample_shape)
+        z = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
+        w = Chi2(self.df).rsample(sample_shape)
+        if self.scale_diag is not None:
+            scaled = z * self.scale_diag
+        else:
+            scaled = (self.scale_tril @ z.unsqueeze(-1)).squeeze(-1)
+        return self.loc + scaled * torch.sqrt(self.df / w).unsqueeze(-1)
+
+    @property
+    def mode(self) -> Tensor:
+        return self.loc
+
+    @property
+    def mean(self) -> Tensor:
+        nan = torch.full_like(self.loc, math.nan)
+        return torch.where((self.df > 1).unsqueeze(-1), self.loc, nan)
+
+    @property
+    def variance(self) -> Tensor:
+        df = self.df.unsqueeze(-1)
+        factor = torch.where(df > 2, df / (df - 2), torch.full_like(df, math.nan))
+        return self._scale_variance() * factor
+
+    def expand(self, batch_shape, _instance=None):
+        batch_shape = torch.Size(batch_shape)
+        d = self.event_shape[0]
+        if self.scale_tril is not None:
+            return MultivariateStudentT(
+                self.df.expand(batch_shape),
+                self.loc.expand(batch_shape + (d,)),
+                scale_tril=self.scale_tril.expand(batch_shape + (d, d)),
+                validate_args=False,
+            )
+        return MultivariateStudentT(
+            self.df.expand(batch_shape),
+            self.loc.expand(batch_shape + (d,)),
+            scale_diag=self.scale_diag.expand(batch_shape + (d,)),
+            validate_args=False,
+        )
+
+
+class StudentT(OutputDistribution):
+    r"""``t``: :math:`t(\nu, \mu, I)`; the decoder outputs ``df`` and the mean.
+
+    The point estimate is the mode ``mu``; the variance ``df / (df - 2)`` is NaN
+    for ``df <= 2``, where it does not exist.
+    """
+
+    point_estimate_kind = "mode"
+
+    @property
+    def n_params(self) -> int:
+        return 1 + self.n_features
+
+    def distribution(self, params: Tensor) -> MultivariateStudentT:
+        df, loc = positive(params[..., 0]), params[..., 1:]
+        return MultivariateStudentT(df, loc, scale_diag=torch.ones_like(loc), validate_args=False)
+
+
+class DiagonalStudentT(StudentT):
+    r"""``t_diag``: :math:`t(\nu, \mu, \mathrm{diag}(\sigma^2))`, softplus scales."""
+
+    @property
+    def n_params(self) -> int:
+        return 1 + 2 * self.n_features
+
+    def distribution(self, params: Tensor) -> MultivariateStudentT:
+        d = self.n_features
+        df, loc, raw_scale = positive(params[..., 0]), params[..., 1 : 1 + d], params[..., 1 + d :]
+        return MultivariateStudentT(df, loc, scale_diag=positive(raw_scale), validate_args=False)
+
+
+class FullStudentT(StudentT):
+    r"""``t_full``: :math:`t(\nu, \mu, LL^\top)` with a Cholesky scale factor ``L``."""
+
+    @property
+    def n_params(self) -> int:
+        return 1 + self.n_features + n_tril(self.n_features)
+
+    @property
+    def inference_cost(self) -> int:
+        return self.n_params + self.n_features**2
+
+    def distribution(self, params: Tensor) -> MultivariateStudentT:
+        d = self.n_features
+        df, loc, raw_tril = positive(params[..., 0]), params[..., 1 : 1 + d], params[..., 1 + d :]
+        return MultivariateStudentT(df, loc, scale_tril=lower_cholesky(raw_tril, d), validate_args=False)

@@ -1,0 +1,5 @@
+"""The estimators, one module each."""
+
+from ._vanilla import ProbabilisticAutoencoder
+
+__all__ = ["ProbabilisticAutoencoder"]

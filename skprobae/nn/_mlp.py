@@ -1,0 +1,70 @@
+"""Multi-layer perceptrons and the autoencoder module that joins them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from ..distributions import OutputDistribution
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+}
+
+
+def make_mlp(
+    in_features: int, hidden_layer_sizes: Sequence[int], out_features: int, activation: str = "relu"
+) -> nn.Sequential:
+    """A stack of linear layers with ``activation`` between them, none after the last.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+        Input and output widths.
+    hidden_layer_sizes : sequence of int
+        Widths of the hidden layers, in order; empty for a single linear map.
+    activation : str
+        A key of :data:`ACTIVATIONS`.
+    """
+    widths = [in_features, *hidden_layer_sizes, out_features]
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        if i < len(widths) - 2:
+            layers.append(ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)
+
+
+class Autoencoder(nn.Module):
+    """Encoder, decoder and output distribution; ``forward`` returns raw parameters.
+
+    Parameters
+    ----------
+    encoder : nn.Module
+        Maps ``x`` to latent codes ``z``.
+    decoder : nn.Module
+        Maps ``z`` to ``head.n_params`` raw values per sample.
+    head : OutputDistribution
+        Turns raw values into the distribution of ``x``; holds any learnable
+        parameters of the family.
+    """
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, head: OutputDistribution):
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.head = head
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.decoder(self.encoder(x))
+
+    def loss(self, params: Tensor, x: Tensor) -> Tensor:
+        """Training loss of a batch: the head's negative log-likelihood."""
+        return self.head.loss(params, x)
