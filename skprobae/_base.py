@@ -17,13 +17,13 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from skorch.callbacks import EarlyStopping, GradientNormClipping, ProgressBar
-from skorch.dataset import Dataset
-from skorch.helper import predefined_split
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
+from skorch.callbacks import EarlyStopping, GradientNormClipping, ProgressBar
+from skorch.dataset import Dataset
+from skorch.helper import predefined_split
 from torch import nn
 
 from ._net import LikelihoodNet, TensorBatches
@@ -31,6 +31,10 @@ from .nn import ACTIVATIONS
 
 _SEED_MAX = np.iinfo(np.int32).max
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _silent(*args, **kwargs) -> None:
+    """A picklable sink that swallows skorch's callback messages."""
 
 
 def draw_seed(random_state) -> int:
@@ -141,7 +145,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
                         threshold=1e-4,
                         threshold_mode="abs",
                         load_best=True,
-                        sink=lambda *args, **kwargs: None,
+                        sink=_silent,
                     ),
                 )
             )
@@ -188,7 +192,9 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
                 owner=type(self).__name__,
             )
             net.fit(X_tensor[train_idx])
-        net.module_.eval()
+        # Trained in float32, evaluated in float64: the upcast is exact, and
+        # float64 outputs do not depend on how rows are batched.
+        net.module_.eval().to(torch.float64)
         self.net_ = net
         self.history_ = net.history
         self.n_iter_ = len(net.history)
@@ -207,10 +213,10 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
         return self.net_.device
 
     def _batches(self, X: np.ndarray) -> Iterator[torch.Tensor]:
-        """float32 tensors of consecutive rows of ``X`` on the model's device."""
-        size = getattr(self, "_inference_batch_size", 1024)
+        """float64 tensors of consecutive rows of ``X`` on the model's device."""
+        size = self._inference_batch_size
         for start in range(0, len(X), size):
-            yield torch.as_tensor(np.asarray(X[start : start + size], dtype=np.float32), device=self._device)
+            yield torch.as_tensor(np.asarray(X[start : start + size], dtype=np.float64), device=self._device)
 
     def _map_batches(self, fn: Callable, X: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
         """Apply ``fn`` to batches of ``X`` without gradients; concatenate as float64 numpy."""
@@ -220,7 +226,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
                 out = fn(batch)
                 outputs.append(tuple(map(to_numpy, out)) if isinstance(out, tuple) else to_numpy(out))
         if isinstance(outputs[0], tuple):
-            return tuple(np.concatenate(parts) for parts in zip(*outputs))
+            return tuple(np.concatenate(parts) for parts in zip(*outputs, strict=False))
         return np.concatenate(outputs)
 
     # ---------------------------------------------------------- outlier contract

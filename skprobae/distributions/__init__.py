@@ -62,9 +62,7 @@ def available_distributions() -> tuple[str, ...]:
     return tuple(sorted(_REGISTRY))
 
 
-def make_distribution(
-    name: str, n_features: int, n_mixtures: int = 1, **options
-) -> OutputDistribution:
+def make_distribution(name: str, n_features: int, n_mixtures: int = 1, **options) -> OutputDistribution:
     """Build the output family ``name`` over ``n_features``, as a mixture if ``n_mixtures > 1``.
 
     Raises

@@ -79,4 +79,3 @@ class FullNormal(OutputDistribution):
         loc, raw_tril = params.split([self.n_features, n_tril(self.n_features)], dim=-1)
         scale_tril = lower_cholesky(raw_tril, self.n_features)
         return MultivariateNormal(loc, scale_tril=scale_tril, validate_args=False)
-

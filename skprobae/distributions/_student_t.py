@@ -10,6 +10,8 @@ from torch.distributions import Chi2, Distribution, constraints
 
 from ._base import OutputDistribution, lower_cholesky, n_tril, positive
 
+_NO_SHAPE = torch.Size()
+
 
 class MultivariateStudentT(Distribution):
     r"""Multivariate Student-t distribution with a triangular or diagonal scale.
@@ -39,12 +41,6 @@ class MultivariateStudentT(Distribution):
         Diagonal of a diagonal scale factor; give exactly one of the two.
     """
 
-    arg_constraints = {
-        "df": constraints.positive,
-        "loc": constraints.real_vector,
-        "scale_tril": constraints.lower_cholesky,
-        "scale_diag": constraints.independent(constraints.positive, 1),
-    }
     support = constraints.real_vector
     has_rsample = True
 
@@ -63,14 +59,23 @@ class MultivariateStudentT(Distribution):
         scale_batch = scale.shape[:-1] if scale_tril is None else scale.shape[:-2]
         batch_shape = torch.broadcast_shapes(df.shape, loc.shape[:-1], scale_batch)
         self.df = df.expand(batch_shape)
-        self.loc = loc.expand(batch_shape + (d,))
+        self.loc = loc.expand((*batch_shape, d))
         if scale_tril is None:
-            self.scale_diag = scale_diag.expand(batch_shape + (d,))
+            self.scale_diag = scale_diag.expand((*batch_shape, d))
             self.scale_tril = None
         else:
-            self.scale_tril = scale_tril.expand(batch_shape + (d, d))
+            self.scale_tril = scale_tril.expand((*batch_shape, d, d))
             self.scale_diag = None
         super().__init__(batch_shape, torch.Size([d]), validate_args=validate_args)
+
+    @property
+    def arg_constraints(self) -> dict:
+        scale = (
+            {"scale_diag": constraints.independent(constraints.positive, 1)}
+            if self.scale_tril is None
+            else {"scale_tril": constraints.lower_cholesky}
+        )
+        return {"df": constraints.positive, "loc": constraints.real_vector, **scale}
 
     def _whiten(self, diff: Tensor) -> Tensor:
         if self.scale_diag is not None:
@@ -101,7 +106,7 @@ class MultivariateStudentT(Distribution):
             - 0.5 * (df + d) * torch.log1p(maha / df)
         )
 
-    def rsample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
+    def rsample(self, sample_shape: torch.Size = _NO_SHAPE) -> Tensor:
         shape = self._extended_shape(sample_shape)
         z = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
         w = Chi2(self.df).rsample(sample_shape)
@@ -132,14 +137,14 @@ class MultivariateStudentT(Distribution):
         if self.scale_tril is not None:
             return MultivariateStudentT(
                 self.df.expand(batch_shape),
-                self.loc.expand(batch_shape + (d,)),
-                scale_tril=self.scale_tril.expand(batch_shape + (d, d)),
+                self.loc.expand((*batch_shape, d)),
+                scale_tril=self.scale_tril.expand((*batch_shape, d, d)),
                 validate_args=False,
             )
         return MultivariateStudentT(
             self.df.expand(batch_shape),
-            self.loc.expand(batch_shape + (d,)),
-            scale_diag=self.scale_diag.expand(batch_shape + (d,)),
+            self.loc.expand((*batch_shape, d)),
+            scale_diag=self.scale_diag.expand((*batch_shape, d)),
             validate_args=False,
         )
 

@@ -197,10 +197,8 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         return self.net_.module_
 
     def _params(self, batch: torch.Tensor, latent: bool = False) -> torch.Tensor:
-        """Raw decoder output for inputs (or codes), in float64 when the head allows it."""
-        params = self._module.decoder(batch) if latent else self._module(batch)
-        has_weights = any(True for _ in self._module.head.parameters())
-        return params if has_weights else params.double()
+        """Raw decoder output for inputs (or, with ``latent``, for codes)."""
+        return self._module.decoder(batch) if latent else self._module(batch)
 
     def _check_codes(self, Z) -> np.ndarray:
         Z = check_array(Z, dtype=[np.float64, np.float32])
@@ -329,14 +327,14 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
 
     def _score_samples(self, X: np.ndarray) -> np.ndarray:
         head = self._module.head
-        return self._map_batches(lambda x: head.log_prob(self._params(x), x.to(torch.float64)), X)
+        return self._map_batches(lambda x: head.log_prob(self._params(x), x), X)
 
     def score_samples(self, X) -> np.ndarray:
         """Log-likelihood ``log p(x | f(x))`` of each row under its own reconstruction.
 
         Higher means more typical. It is the reconstruction likelihood, not the
-        marginal density of ``x`` (for that, see ``PAE`` or ``AEF``); it is
-        computed in float64 from the float32 network.
+        marginal density of ``x`` (for that, see ``PAE`` or ``AEF``). The
+        network trains in float32 and is evaluated in float64.
 
         Parameters
         ----------
@@ -353,5 +351,3 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         if not isinstance(n_samples, Integral) or isinstance(n_samples, bool) or n_samples < 1:
             raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
         return int(n_samples)
-
-

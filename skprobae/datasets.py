@@ -1,0 +1,76 @@
+"""Loaders for the benchmark data sets (MNIST, Fashion-MNIST, ODDS tables).
+
+The library never assumes where these files live: pass ``data_dir`` or set the
+``SKPROBAE_DATA`` environment variable to the folder holding ``mnist.npz``,
+``fashion_mnist.npz`` and ``odds/``. Each ``.npz`` holds ``X``, ``y`` and, for
+the image sets, ``split`` (0 = train, 1 = test).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+DATA_ENV = "SKPROBAE_DATA"
+
+_IMAGE_SETS = {"mnist": "mnist.npz", "fashion_mnist": "fashion_mnist.npz"}
+
+
+def data_home(data_dir: str | os.PathLike | None = None) -> Path:
+    """The data folder: ``data_dir``, else ``$SKPROBAE_DATA``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If neither is given or the folder does not exist.
+    """
+    path = data_dir if data_dir is not None else os.environ.get(DATA_ENV)
+    if path is None:
+        raise FileNotFoundError(f"No data folder: pass data_dir or set the {DATA_ENV} environment variable.")
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"Data folder {str(path)!r} does not exist.")
+    return path
+
+
+def load_images(
+    name: str, split: str = "train", data_dir: str | os.PathLike | None = None, scale: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Load MNIST or Fashion-MNIST rows (28 x 28 images flattened to 784 columns).
+
+    Parameters
+    ----------
+    name : {"mnist", "fashion_mnist"}
+    split : {"train", "test", "all"}, default="train"
+    data_dir : path-like, optional
+        Folder with the ``.npz`` files; default ``$SKPROBAE_DATA``.
+    scale : bool, default=True
+        Return float32 pixels / 255 instead of raw uint8.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, 784)
+    y : ndarray of shape (n_samples,)
+    """
+    if name not in _IMAGE_SETS:
+        raise ValueError(f"Unknown image set {name!r}; choose from {sorted(_IMAGE_SETS)}.")
+    if split not in ("train", "test", "all"):
+        raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}.")
+    with np.load(data_home(data_dir) / _IMAGE_SETS[name]) as data:
+        X, y, which = data["X"], data["y"], data["split"]
+    if split != "all":
+        keep = which == (0 if split == "train" else 1)
+        X, y = X[keep], y[keep]
+    return (X.astype(np.float32) / 255.0 if scale else X), y
+
+
+def load_odds(name: str, data_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Load one ODDS outlier-detection table: features and labels (1 = anomaly)."""
+    path = data_home(data_dir) / "odds" / f"{name}.npz"
+    if not path.exists():
+        available = sorted(p.stem for p in path.parent.glob("*.npz"))
+        raise FileNotFoundError(f"No ODDS set {name!r} in {str(path.parent)!r}; available: {available}.")
+    with np.load(path) as data:
+        return data["X"], data["y"]

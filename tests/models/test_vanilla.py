@@ -1,0 +1,298 @@
+import io
+import math
+import pickle
+import warnings
+
+import joblib
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils import check_random_state
+
+from skprobae import ProbabilisticAutoencoder
+
+NAMES = ["mse", "normal", "normal_diag", "normal_full", "t", "t_diag", "t_full"]
+FAST = {"n_components": 4, "hidden_layer_sizes": (32,), "max_epochs": 5, "random_state": 0}
+
+
+@pytest.fixture(scope="module")
+def fitted(digits):
+    X, _ = digits
+    return ProbabilisticAutoencoder(distribution="normal_diag", n_mixtures=2, **FAST).fit(X)
+
+
+# ------------------------------------------------------------- every family
+@pytest.mark.parametrize("n_mixtures", [1, 3])
+@pytest.mark.parametrize("distribution", NAMES)
+def test_every_distribution_fits_digits(digits, distribution, n_mixtures):
+    X, _ = digits
+    model = ProbabilisticAutoencoder(distribution=distribution, n_mixtures=n_mixtures, **FAST).fit(X)
+    assert np.isfinite(model.history_[:, "train_loss"]).all()
+    scores = model.score_samples(X)
+    assert scores.shape == (len(X),) and scores.dtype == np.float64 and np.isfinite(scores).all()
+    point, std = model.reconstruct(X[:50], return_std=True)
+    assert point.shape == std.shape == (50, 64) and np.isfinite(point).all()
+    if distribution.startswith("t"):
+        assert np.all(np.isnan(std) | (std > 0))  # NaN only where the variance does not exist
+    else:
+        assert np.isfinite(std).all() and (std > 0).all()
+    points, log_weights = model.predict_components(X[:5])
+    assert points.shape == (5, n_mixtures, 64) and log_weights.shape == (5, n_mixtures)
+
+
+def test_t_diag_works_exactly_as_written(digits):
+    X, _ = digits
+    model = ProbabilisticAutoencoder(distribution="t_diag", n_components=10).fit(X)
+    assert model.transform(X).shape == (len(X), 10)
+    assert np.isfinite(model.score_samples(X)).all()
+
+
+def test_learned_variance_beats_unit_variance_on_held_out_digits():
+    from sklearn.datasets import load_digits
+
+    X = load_digits().data / 16  # pixel intensities in [0, 1], as images are usually scaled
+    X_train, X_test = train_test_split(X, test_size=0.3, random_state=0)
+    params = {"n_components": 8, "max_epochs": 30, "random_state": 0}
+    fixed = ProbabilisticAutoencoder(distribution="normal", **params).fit(X_train).score(X_test)
+    learned = ProbabilisticAutoencoder(distribution="normal_diag", **params).fit(X_train).score(X_test)
+    assert learned > fixed + 10
+
+
+def test_normal_std_is_one_and_mse_matches_normal_density(digits):
+    X, _ = digits
+    model = ProbabilisticAutoencoder(distribution="mse", **FAST).fit(X)
+    point, std = model.reconstruct(X[:10], return_std=True)
+    np.testing.assert_array_equal(std, 1.0)
+    expected = -0.5 * ((X[:10] - point) ** 2).sum(1) - 32 * math.log(2 * math.pi)
+    np.testing.assert_allclose(model.score_samples(X[:10]), expected, rtol=1e-10)
+
+
+# -------------------------------------------------------------- methods
+def test_transform_and_inverse_transform(fitted, digits):
+    X, _ = digits
+    Z = fitted.transform(X[:20])
+    assert Z.shape == (20, 4) and Z.dtype == np.float64
+    np.testing.assert_allclose(fitted.inverse_transform(Z), fitted.reconstruct(X[:20]), rtol=1e-10)
+    with pytest.raises(ValueError, match="n_components=4"):
+        fitted.inverse_transform(np.zeros((2, 3)))
+
+
+def test_sample_and_sample_reconstructions_are_seeded(fitted, digits):
+    X, _ = digits
+    a, b = fitted.sample(7, random_state=1), fitted.sample(7, random_state=1)
+    assert a.shape == (7, 64) and a.dtype == np.float64
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, fitted.sample(7, random_state=2))
+    draws = fitted.sample_reconstructions(X[:3], n_samples=400, random_state=0)
+    assert draws.shape == (3, 400, 64)
+    np.testing.assert_array_equal(draws, fitted.sample_reconstructions(X[:3], n_samples=400, random_state=0))
+    # The draws follow p(x_rec | x): their mean and std approach the model's.
+    mean, std = fitted.reconstruct(X[:3], return_std=True)
+    np.testing.assert_allclose(draws.mean(1), mean, atol=4 * std.max() / 20)
+    np.testing.assert_allclose(draws.std(1), std, rtol=0.25, atol=1e-3)
+
+
+def test_sample_draws_codes_from_training_gaussian(fitted, digits):
+    X, _ = digits
+    codes = fitted.transform(X)
+    np.testing.assert_allclose(fitted.latent_mean_, codes.mean(0))
+    np.testing.assert_allclose(fitted.latent_covariance_, np.cov(codes.T))
+    with pytest.raises(ValueError, match="n_samples"):
+        fitted.sample(0)
+
+
+def test_components_log_weights_are_normalised(fitted, digits):
+    X, _ = digits
+    _, log_weights = fitted.predict_components(X[:10])
+    np.testing.assert_allclose(np.exp(log_weights).sum(1), 1.0)
+
+
+def test_feature_names_and_pandas_output(digits):
+    pd = pytest.importorskip("pandas")
+    X, _ = digits
+    model = ProbabilisticAutoencoder(**FAST).set_output(transform="pandas").fit(X)
+    Z = model.transform(X[:5])
+    assert isinstance(Z, pd.DataFrame)
+    assert list(Z.columns) == [f"probabilisticautoencoder{i}" for i in range(4)]
+    np.testing.assert_array_equal(model.get_feature_names_out(), Z.columns)
+
+
+def test_float32_input_gives_float64_outputs(digits):
+    X = digits[0].astype(np.float32)
+    model = ProbabilisticAutoencoder(**FAST).fit(X)
+    for out in (model.transform(X), model.score_samples(X), model.decision_function(X), model.reconstruct(X)):
+        assert out.dtype == np.float64
+
+
+# ----------------------------------------------------- seeding and training
+def test_same_seed_gives_identical_fits_and_leaves_global_rng_alone(digits):
+    X, _ = digits
+    torch_state, numpy_state = torch.get_rng_state(), np.random.get_state()  # noqa: NPY002 - checking the legacy global RNG is untouched
+    first = ProbabilisticAutoencoder(**FAST).fit(X)
+    second = ProbabilisticAutoencoder(**FAST).fit(X)
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    assert np.array_equal(np.random.get_state()[1], numpy_state[1])  # noqa: NPY002
+    np.testing.assert_array_equal(first.score_samples(X), second.score_samples(X))
+    np.testing.assert_array_equal(first.history_[:, "train_loss"], second.history_[:, "train_loss"])
+    other = ProbabilisticAutoencoder(**{**FAST, "random_state": 1}).fit(X)
+    assert not np.allclose(first.score_samples(X), other.score_samples(X))
+
+
+def test_history_and_early_stopping_restore_best_weights(digits):
+    X, _ = digits
+    model = ProbabilisticAutoencoder(
+        n_components=4, max_epochs=300, n_iter_no_change=3, learning_rate=1e-2, random_state=0
+    ).fit(X)
+    valid = np.array(model.history_[:, "valid_loss"])
+    assert len(model.history_) == model.n_iter_ < 300  # stopped early
+    best = int(np.argmin(valid))
+    assert model.n_iter_ == best + 1 + 3
+    # The restored weights are those of the best epoch: recompute its validation loss.
+    order = check_random_state(0).permutation(len(X))
+    X_valid = X[order[: math.ceil(0.1 * len(X))]]
+    np.testing.assert_allclose(-model.score(X_valid), valid[best], rtol=1e-4)
+
+
+def test_without_validation_monitors_training_loss(digits):
+    X, _ = digits
+    model = ProbabilisticAutoencoder(**{**FAST, "validation_fraction": 0.0}).fit(X)
+    assert "valid_loss" not in model.history_[-1]
+    assert model.n_iter_ == 5
+
+
+def test_fewer_samples_than_a_batch(digits):
+    X, _ = digits
+    model = ProbabilisticAutoencoder(**FAST).fit(X[:10])
+    assert np.isfinite(model.score_samples(X[:10])).all()
+    with pytest.warns(UserWarning, match="too few for validation_fraction"):
+        single = ProbabilisticAutoencoder(**FAST).fit(X[:1])
+    assert np.isfinite(single.score_samples(X[:3])).all()
+
+
+def test_verbose_prints_epochs_and_quiet_by_default(digits, capsys):
+    X, _ = digits
+    ProbabilisticAutoencoder(**FAST).fit(X[:200])
+    assert capsys.readouterr().out == ""
+    ProbabilisticAutoencoder(**{**FAST, "verbose": 1}).fit(X[:200])
+    out = capsys.readouterr()
+    assert "train_loss" in out.out and "valid_loss" in out.out
+
+
+# ----------------------------------------------------------- outliers
+def test_outlier_detection_flags_noise_images():
+    from sklearn.datasets import load_digits
+
+    X, _ = load_digits(return_X_y=True)
+    rng = np.random.default_rng(0)
+    noise = rng.uniform(0, 16, size=(20, 64))
+    X_all = np.vstack([X, noise])
+    is_outlier = np.r_[np.zeros(len(X)), np.ones(len(noise))]
+    model = make_pipeline(
+        StandardScaler(),
+        ProbabilisticAutoencoder(n_components=8, max_epochs=50, contamination=0.02, random_state=0),
+    ).fit(X_all)
+    auroc = roc_auc_score(is_outlier, -model.score_samples(X_all))
+    assert auroc > 0.98
+    predicted = model.predict(X_all)
+    assert set(np.unique(predicted)) == {-1, 1}
+    assert (predicted[is_outlier == 1] == -1).mean() >= 0.9
+    estimator = model[-1]
+    np.testing.assert_allclose(model.decision_function(X_all), model.score_samples(X_all) - estimator.offset_)
+    assert (predicted == -1).mean() == pytest.approx(0.02, abs=0.005)
+
+
+def test_pipeline_grid_search_picks_by_held_out_score(digits):
+    X, _ = digits
+    pipe = Pipeline([("scale", StandardScaler()), ("ae", ProbabilisticAutoencoder(max_epochs=10, random_state=0))])
+    grid = {"ae__n_components": [2, 8], "ae__distribution": ["normal", "t_diag"]}
+    search = GridSearchCV(pipe, grid, cv=3, n_jobs=2).fit(X)
+    means = search.cv_results_["mean_test_score"]
+    assert np.isfinite(means).all()
+    assert search.best_index_ == int(np.argmax(means))
+    # Held-out log-likelihood prefers the larger latent space and the learned scales.
+    assert search.best_params_ == {"ae__distribution": "t_diag", "ae__n_components": 8}
+    assert np.isfinite(search.score(X))
+
+
+# ------------------------------------------------------------- persistence
+def test_pickle_and_joblib_round_trip(fitted, digits, tmp_path):
+    X, _ = digits
+    expected = fitted.score_samples(X), fitted.transform(X), fitted.sample(3, random_state=0)
+    restored_pickle = pickle.loads(pickle.dumps(fitted))
+    joblib.dump(fitted, tmp_path / "model.joblib")
+    restored_joblib = joblib.load(tmp_path / "model.joblib")
+    for restored in (restored_pickle, restored_joblib):
+        got = restored.score_samples(X), restored.transform(X), restored.sample(3, random_state=0)
+        for a, b in zip(expected, got, strict=False):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_model_saved_on_cuda_loads_on_cpu(digits):
+    """Simulate a GPU-fitted model: skorch remaps CUDA tensors to the CPU on load."""
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    X, _ = digits
+    model = ProbabilisticAutoencoder(**FAST).fit(X)
+    expected = model.score_samples(X)
+    model.net_.device = "cuda"  # what a fit with device="cuda" records
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    buffer.seek(0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        restored = joblib.load(buffer)
+    assert any("cuda" in str(w.message).lower() for w in caught)
+    assert restored.net_.device == "cpu"
+    np.testing.assert_array_equal(restored.score_samples(X), expected)
+
+
+# -------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    ("X", "error", "match"),
+    [
+        (np.array([[0.0, np.nan], [1.0, 2.0]]), ValueError, "NaN"),
+        (np.array([[0.0, np.inf], [1.0, 2.0]]), ValueError, "infinity"),
+        (sp.csr_matrix(np.eye(3)), TypeError, "[Ss]parse"),
+        (np.arange(5.0), ValueError, "2D array"),
+        (np.full((3, 2), 1e39), ValueError, "float32 range"),
+    ],
+)
+def test_bad_training_data(X, error, match):
+    with pytest.raises(error, match=match):
+        ProbabilisticAutoencoder(**FAST).fit(X)
+
+
+def test_wrong_number_of_features(fitted):
+    with pytest.raises(ValueError, match="X has 3 features, but ProbabilisticAutoencoder is expecting 64"):
+        fitted.score_samples(np.zeros((2, 3)))
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"distribution": "gauss"}, r"distribution.*normal_diag.*t_full"),
+        ({"n_mixtures": 0}, "n_mixtures"),
+        ({"n_components": 0}, "n_components"),
+        ({"contamination": 0.6}, "contamination"),
+        ({"contamination": 0.0}, "contamination"),
+        ({"hidden_layer_sizes": (16, 0)}, "hidden_layer_sizes"),
+        ({"activation": "swish"}, "activation"),
+        ({"validation_fraction": 1.0}, "validation_fraction"),
+        ({"device": "tpu"}, "device"),
+    ],
+)
+def test_bad_parameters(params, match):
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    with pytest.raises(ValueError, match=match):
+        ProbabilisticAutoencoder(**{**FAST, **params}).fit(X)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_cuda_requested_without_gpu():
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        ProbabilisticAutoencoder(**{**FAST, "device": "cuda"}).fit(np.zeros((4, 2)))

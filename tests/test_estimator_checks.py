@@ -1,0 +1,19 @@
+"""scikit-learn's own estimator checks on every public estimator."""
+
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skprobae import ProbabilisticAutoencoder
+
+SMALL = {"n_components": 2, "hidden_layer_sizes": (8,), "max_epochs": 5, "random_state": 0}
+
+ESTIMATORS = [
+    ProbabilisticAutoencoder(distribution="mse", **SMALL),
+    ProbabilisticAutoencoder(distribution="normal_diag", **SMALL),
+    ProbabilisticAutoencoder(distribution="t_full", **SMALL),
+    ProbabilisticAutoencoder(distribution="normal_diag", n_mixtures=3, **SMALL),
+]
+
+
+@parametrize_with_checks(ESTIMATORS)
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
