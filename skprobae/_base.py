@@ -21,12 +21,12 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Outlier
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
-from skorch.callbacks import EarlyStopping, GradientNormClipping, ProgressBar
+from skorch.callbacks import EarlyStopping, ProgressBar
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 from torch import nn
 
-from ._net import LikelihoodNet, TensorBatches
+from ._net import ClipGradNorm, LikelihoodNet, TensorBatches
 from .nn import ACTIVATIONS
 
 _SEED_MAX = np.iinfo(np.int32).max
@@ -150,7 +150,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
                 )
             )
         if self.max_grad_norm is not None:
-            callbacks.append(("gradient_clipping", GradientNormClipping(self.max_grad_norm)))
+            callbacks.append(("gradient_clipping", ClipGradNorm(self.max_grad_norm)))
         if self.verbose:
             callbacks.append(("progress_bar", ProgressBar()))
         return callbacks
@@ -216,7 +216,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
         """float64 tensors of consecutive rows of ``X`` on the model's device."""
         size = self._inference_batch_size
         for start in range(0, len(X), size):
-            yield torch.as_tensor(np.asarray(X[start : start + size], dtype=np.float64), device=self._device)
+            yield torch.tensor(X[start : start + size], dtype=torch.float64, device=self._device)
 
     def _map_batches(self, fn: Callable, X: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
         """Apply ``fn`` to batches of ``X`` without gradients; concatenate as float64 numpy."""
@@ -230,16 +230,15 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
         return np.concatenate(outputs)
 
     # ---------------------------------------------------------- outlier contract
-    def _set_offset(self, X: np.ndarray) -> None:
+    def _set_offset(self, training_scores: np.ndarray) -> None:
         """``offset_``: the ``contamination`` quantile of the training scores."""
-        scores = self._score_samples(X)
-        if not np.all(np.isfinite(scores)):
+        bad = ~np.isfinite(training_scores)
+        if bad.any():
             raise FloatingPointError(
-                f"{type(self).__name__}: the fitted model gives non-finite scores on "
-                f"{int((~np.isfinite(scores)).sum())} training rows. Standardize X, lower "
-                "learning_rate or choose a simpler distribution."
+                f"{type(self).__name__}: the fitted model gives non-finite scores on {int(bad.sum())} "
+                "training rows. Standardize X, lower learning_rate or choose a simpler distribution."
             )
-        self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
+        self.offset_ = float(np.percentile(training_scores, 100.0 * self.contamination))
 
     def _score_samples(self, X: np.ndarray) -> np.ndarray:
         """Scores of validated ``X``; subclasses implement it."""

@@ -61,7 +61,11 @@ def plot_image_rows(
     for r, (label, images) in enumerate(rows.items()):
         images = np.asarray(images, dtype=float)
         limits = (scale or {}).get(label)
-        vmin, vmax = limits if limits is not None else (np.nanmin(images), np.nanmax(images))
+        finite = images[np.isfinite(images)]
+        if limits is not None:
+            vmin, vmax = limits
+        else:
+            vmin, vmax = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
         for c in range(n_columns):
             ax = axes[r, c]
             ax.set_xticks([])

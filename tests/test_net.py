@@ -72,3 +72,19 @@ def test_tensor_batches_cover_every_row_once():
     assert sorted(torch.cat([b for b, _ in batches]).squeeze(1).tolist()) == list(range(10))
     ordered = torch.cat([b for b, _ in TensorBatches(_Data(X), batch_size=3)])
     assert torch.equal(ordered, X)
+
+
+class _Net:
+    pass
+
+
+def test_clip_grad_norm_rescales_only_above_the_limit():
+    from skprobae._net import ClipGradNorm
+
+    a, b = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(4))
+    a.grad, b.grad = torch.full((3,), 3.0), torch.full((4,), 4.0)  # global norm sqrt(27 + 64)
+    ClipGradNorm(max_norm=100.0).on_grad_computed(_Net(), [("a", a), ("b", b)])
+    assert torch.equal(a.grad, torch.full((3,), 3.0))
+    ClipGradNorm(max_norm=1.0).on_grad_computed(_Net(), [("a", a), ("b", b)])
+    total = torch.cat([a.grad, b.grad]).norm()
+    assert total == pytest.approx(1.0, rel=1e-5)

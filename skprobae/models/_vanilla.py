@@ -183,13 +183,18 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
             )
 
         self._fit_module(build_module, X)
-        codes = self._map_batches(self.net_.module_.encoder, X)
+        codes, scores = self._map_batches(self._codes_and_scores, X)
         self.latent_mean_ = codes.mean(axis=0)
         self.latent_covariance_ = (
             np.atleast_2d(np.cov(codes, rowvar=False)) if len(codes) > 1 else np.zeros((self.n_components,) * 2)
         )
-        self._set_offset(X)
+        self._set_offset(scores)
         return self
+
+    def _codes_and_scores(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latent codes and log-likelihoods of a batch in one forward pass."""
+        codes = self._module.encoder(x)
+        return codes, self._module.head.log_prob(self._module.decoder(codes), x)
 
     # ----------------------------------------------------------------- helpers
     @property
