@@ -27,7 +27,7 @@ from skorch.helper import predefined_split
 from torch import nn
 
 from ._net import ClipGradNorm, LikelihoodNet, TensorBatches
-from .nn import ACTIVATIONS
+from .nn import ACTIVATIONS, parse_image_shape
 
 _SEED_MAX = np.iinfo(np.int32).max
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -85,6 +85,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
 
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
+        "architecture": [StrOptions({"mlp", "conv"})],
+        "image_shape": [tuple, list, None],
         "hidden_layer_sizes": [tuple, list],
         "activation": [StrOptions(set(ACTIVATIONS))],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
@@ -107,9 +109,14 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
         sizes = self.hidden_layer_sizes
         if not all(isinstance(s, Integral) and not isinstance(s, bool) and s >= 1 for s in sizes):
             raise ValueError(f"hidden_layer_sizes must be a tuple of positive integers, got {sizes!r}.")
-        return self._check_X(X, reset=True)
+        X = self._check_X(X, reset=True)
+        if self.image_shape is not None or self.architecture == "conv":
+            parse_image_shape(self.image_shape, X.shape[1])
+        return X
 
     def _check_X(self, X, reset: bool = False) -> np.ndarray:
+        if isinstance(X, np.ndarray) and X.ndim > 2:
+            X = self._flatten_images(X)
         X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
         if X.size and np.abs(X).max() > _FLOAT32_MAX:
             raise ValueError(
@@ -117,6 +124,15 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
                 "rescale X, e.g. with StandardScaler."
             )
         return X
+
+    def _flatten_images(self, X: np.ndarray) -> np.ndarray:
+        """Accept ``(n, C, H, W)`` or ``(n, H, W)`` arrays matching ``image_shape`` as flat rows."""
+        if self.image_shape is None:
+            raise ValueError(f"X has shape {X.shape}; pass 2-D rows, or set image_shape to fit images.")
+        expected = parse_image_shape(self.image_shape, int(np.prod(X.shape[1:])))
+        if X.shape[1:] not in (tuple(self.image_shape), expected, expected[1:]):
+            raise ValueError(f"X has images of shape {X.shape[1:]}, but image_shape is {tuple(self.image_shape)}.")
+        return X.reshape(len(X), -1)
 
     # --------------------------------------------------------------- training
     def _split(self, n_samples: int, rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray]:
@@ -155,51 +171,78 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
             callbacks.append(("progress_bar", ProgressBar()))
         return callbacks
 
-    def _fit_module(self, build_module: Callable[[], nn.Module], X: np.ndarray) -> np.random.RandomState:
-        """Build and train a module on ``X``; sets ``net_``, ``history_``, ``n_iter_``.
+    def _fit_module(
+        self, build_module: Callable[[], nn.Module], X: np.ndarray
+    ) -> tuple[np.random.RandomState, np.ndarray, np.ndarray]:
+        """Build and train the main module on ``X``; sets ``net_``, ``history_``, ``n_iter_``.
 
         ``build_module`` runs under the estimator's seed, so weight
         initialisation is reproducible. Returns the random state the rest of
-        ``fit`` should draw from.
+        ``fit`` should draw from and the training and validation row indices.
         """
         rng = check_random_state(self.random_state)
         train_idx, valid_idx = self._split(len(X), rng)
         seed = int(rng.randint(_SEED_MAX))
         device = resolve_device(self.device)
-
         with torch_seeded(seed, device):
             module = build_module()
             self._inference_batch_size = self._batch_size_for(module)
             X_tensor = torch.tensor(X, dtype=torch.float32, device=device)
-            has_validation = len(valid_idx) > 0
-            net = LikelihoodNet(
+            net = self._train_net(
                 module,
-                criterion=nn.Identity,  # unused: LikelihoodNet.get_loss asks the module
-                optimizer=torch.optim.Adam,
-                optimizer__weight_decay=self.weight_decay,
-                lr=self.learning_rate,
-                max_epochs=self.max_epochs,
-                batch_size=self.batch_size,
-                iterator_train=TensorBatches,
-                iterator_train__shuffle=True,
-                iterator_train__generator=torch.Generator().manual_seed(seed),
-                iterator_valid=TensorBatches,
-                iterator_valid__batch_size=self._inference_batch_size,
-                train_split=predefined_split(Dataset(X_tensor[valid_idx])) if has_validation else None,
-                callbacks=self._callbacks(has_validation),
+                X_tensor[train_idx],
+                X_tensor[valid_idx] if len(valid_idx) else None,
+                seed=seed,
                 device=device,
-                verbose=self.verbose,
-                owner=type(self).__name__,
+                max_epochs=self.max_epochs,
+                learning_rate=self.learning_rate,
             )
-            net.fit(X_tensor[train_idx])
-        # Trained in float32, evaluated in float64: the upcast is exact, and
-        # float64 outputs do not depend on how rows are batched.
-        net.module_.eval().to(torch.float64)
         self.net_ = net
         self.history_ = net.history
         self.n_iter_ = len(net.history)
         self._n_features_out = self.n_components
-        return rng
+        return rng, train_idx, valid_idx
+
+    def _train_net(
+        self,
+        module: nn.Module,
+        X_train: torch.Tensor,
+        X_valid: torch.Tensor | None,
+        *,
+        seed: int,
+        device: str,
+        max_epochs: int,
+        learning_rate: float,
+    ) -> LikelihoodNet:
+        """Train ``module`` on ``module.loss(module(X), X)`` with the shared callbacks.
+
+        Batch size, weight decay, early stopping, clipping and verbosity come
+        from the estimator's parameters. Afterwards the module is in eval mode
+        and float64: trained in float32, evaluated in float64 (the upcast is
+        exact, and float64 outputs do not depend on how rows are batched).
+        """
+        net = LikelihoodNet(
+            module,
+            criterion=nn.Identity,  # unused: LikelihoodNet.get_loss asks the module
+            optimizer=torch.optim.Adam,
+            optimizer__weight_decay=self.weight_decay,
+            lr=learning_rate,
+            max_epochs=max_epochs,
+            batch_size=self.batch_size,
+            iterator_train=TensorBatches,
+            iterator_train__shuffle=True,
+            iterator_train__generator=torch.Generator().manual_seed(seed),
+            iterator_valid=TensorBatches,
+            iterator_valid__batch_size=self._inference_batch_size,
+            train_split=predefined_split(Dataset(X_valid)) if X_valid is not None else None,
+            callbacks=self._callbacks(X_valid is not None),
+            device=device,
+            verbose=self.verbose,
+            owner=type(self).__name__,
+        )
+        net.fit(X_train)
+        net.module_.eval().to(torch.float64)
+        return net
 
     @staticmethod
     def _batch_size_for(module: nn.Module) -> int:

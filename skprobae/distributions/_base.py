@@ -76,6 +76,22 @@ class OutputDistribution(nn.Module):
         raise NotImplementedError
 
     @property
+    def feature_channels(self) -> int:
+        """Raw values per feature that lead the layout (0 if none).
+
+        Raw parameters are laid out as ``feature_channels`` blocks of
+        ``n_features`` values (channel-major: e.g. all means, then all scales)
+        followed by the remaining values (degrees of freedom, Cholesky
+        entries, mixture logits). A convolutional decoder emits the first part
+        as image channels and the rest from a linear layer.
+        """
+        return 0
+
+    def assemble(self, per_feature: Tensor, extra: Tensor) -> Tensor:
+        """Raw parameters from ``(n, feature_channels, n_features)`` and ``(n, n_extra)`` parts."""
+        return torch.cat([per_feature.flatten(1), extra], dim=-1)
+
+    @property
     def inference_cost(self) -> int:
         """Floats held per sample while scoring; sets the inference batch size."""
         return self.n_params

@@ -40,6 +40,17 @@ class Mixture(OutputDistribution):
         return self.n_mixtures * (1 + self.component.n_params)
 
     @property
+    def feature_channels(self) -> int:
+        return self.n_mixtures * self.component.feature_channels
+
+    def assemble(self, per_feature: Tensor, extra: Tensor) -> Tensor:
+        K, n = self.n_mixtures, per_feature.shape[0]
+        logits, component_extra = extra[:, :K], extra[:, K:].reshape(n, K, -1)
+        component_features = per_feature.reshape(n, K, -1)
+        components = torch.cat([component_features, component_extra], dim=-1)
+        return torch.cat([logits, components.flatten(1)], dim=-1)
+
+    @property
     def inference_cost(self) -> int:
         return self.n_mixtures * (1 + self.component.inference_cost)
 

@@ -11,6 +11,8 @@ from ._base import LOG_2PI, OutputDistribution, lower_cholesky, n_tril, positive
 class UnitNormal(OutputDistribution):
     r"""``normal``: :math:`\mathcal{N}(\mu, I)`; the decoder outputs the mean only."""
 
+    feature_channels = 1
+
     @property
     def n_params(self) -> int:
         return self.n_features
@@ -42,6 +44,8 @@ class SquaredError(UnitNormal):
 class DiagonalNormal(OutputDistribution):
     r"""``normal_diag``: :math:`\mathcal{N}(\mu, \mathrm{diag}(\sigma^2))`, softplus scales."""
 
+    feature_channels = 2
+
     @property
     def n_params(self) -> int:
         return 2 * self.n_features
@@ -66,6 +70,8 @@ class FullNormal(OutputDistribution):
     The decoder outputs ``d`` means and ``d (d + 1) / 2`` factor entries, so the
     last layer grows with the square of the number of features.
     """
+
+    feature_channels = 1
 
     @property
     def n_params(self) -> int:

@@ -150,42 +150,47 @@ class MultivariateStudentT(Distribution):
 
 
 class StudentT(OutputDistribution):
-    r"""``t``: :math:`t(\nu, \mu, I)`; the decoder outputs ``df`` and the mean.
+    r"""``t``: :math:`t(\nu, \mu, I)`; the decoder outputs the mean, then ``df``.
 
     The point estimate is the mode ``mu``; the variance ``df / (df - 2)`` is NaN
     for ``df <= 2``, where it does not exist.
     """
 
     point_estimate_kind = "mode"
+    feature_channels = 1
 
     @property
     def n_params(self) -> int:
-        return 1 + self.n_features
+        return self.n_features + 1
 
     def distribution(self, params: Tensor) -> MultivariateStudentT:
-        df, loc = positive(params[..., 0]), params[..., 1:]
+        loc, df = params[..., :-1], positive(params[..., -1])
         return MultivariateStudentT(df, loc, scale_diag=torch.ones_like(loc), validate_args=False)
 
 
 class DiagonalStudentT(StudentT):
-    r"""``t_diag``: :math:`t(\nu, \mu, \mathrm{diag}(\sigma^2))`, softplus scales."""
+    r"""``t_diag``: :math:`t(\nu, \mu, \mathrm{diag}(\sigma^2))`; means, softplus scales, ``df``."""
+
+    feature_channels = 2
 
     @property
     def n_params(self) -> int:
-        return 1 + 2 * self.n_features
+        return 2 * self.n_features + 1
 
     def distribution(self, params: Tensor) -> MultivariateStudentT:
         d = self.n_features
-        df, loc, raw_scale = positive(params[..., 0]), params[..., 1 : 1 + d], params[..., 1 + d :]
+        loc, raw_scale, df = params[..., :d], params[..., d : 2 * d], positive(params[..., -1])
         return MultivariateStudentT(df, loc, scale_diag=positive(raw_scale), validate_args=False)
 
 
 class FullStudentT(StudentT):
-    r"""``t_full``: :math:`t(\nu, \mu, LL^\top)` with a Cholesky scale factor ``L``."""
+    r"""``t_full``: :math:`t(\nu, \mu, LL^\top)`; means, Cholesky scale factor ``L``, ``df``."""
+
+    feature_channels = 1
 
     @property
     def n_params(self) -> int:
-        return 1 + self.n_features + n_tril(self.n_features)
+        return self.n_features + n_tril(self.n_features) + 1
 
     @property
     def inference_cost(self) -> int:
@@ -193,5 +198,5 @@ class FullStudentT(StudentT):
 
     def distribution(self, params: Tensor) -> MultivariateStudentT:
         d = self.n_features
-        df, loc, raw_tril = positive(params[..., 0]), params[..., 1 : 1 + d], params[..., 1 + d :]
+        loc, raw_tril, df = params[..., :d], params[..., d:-1], positive(params[..., -1])
         return MultivariateStudentT(df, loc, scale_tril=lower_cholesky(raw_tril, d), validate_args=False)

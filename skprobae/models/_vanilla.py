@@ -12,7 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._base import BaseAutoencoder, draw_seed, torch_seeded
 from ..distributions import DISTRIBUTION_NAMES, make_distribution
-from ..nn import Autoencoder, make_mlp
+from ..nn import Autoencoder, build_networks
 
 
 class ProbabilisticAutoencoder(BaseAutoencoder):
@@ -40,8 +40,17 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         Number of mixture components K; softmax weights are decoded too.
     n_components : int, default=8
         Latent dimension.
+    architecture : {"mlp", "conv"}, default="mlp"
+        ``"conv"``: two stride-2 3x3 convolutions (32, 64 channels) before the
+        fully connected layers, mirrored by transposed convolutions that emit
+        the per-pixel parameters; needs ``image_shape``.
+    image_shape : tuple of int or None, default=None
+        ``(H, W)`` or ``(C, H, W)`` of one row, for image data. Rows stay flat
+        (``n_features = C * H * W``); arrays of shape ``(n, C, H, W)`` or
+        ``(n, H, W)`` are accepted and flattened.
     hidden_layer_sizes : tuple of int, default=(128,)
-        Encoder hidden widths; the decoder mirrors them.
+        Encoder hidden widths (after the convolutions for ``"conv"``); the
+        decoder mirrors them.
     activation : {"relu", "leaky_relu", "elu", "gelu", "silu", "tanh", "sigmoid"}, default="relu"
         Hidden-layer nonlinearity.
     max_epochs : int, default=100
@@ -126,6 +135,8 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         distribution="normal_diag",
         n_mixtures=1,
         n_components=8,
+        architecture="mlp",
+        image_shape=None,
         hidden_layer_sizes=(128,),
         activation="relu",
         max_epochs=100,
@@ -143,6 +154,8 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         self.distribution = distribution
         self.n_mixtures = n_mixtures
         self.n_components = n_components
+        self.architecture = architecture
+        self.image_shape = image_shape
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.max_epochs = max_epochs
@@ -175,12 +188,16 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
 
         def build_module() -> Autoencoder:
             head = make_distribution(self.distribution, n_features, self.n_mixtures)
-            hidden = tuple(self.hidden_layer_sizes)
-            return Autoencoder(
-                encoder=make_mlp(n_features, hidden, self.n_components, self.activation),
-                decoder=make_mlp(self.n_components, hidden[::-1], head.n_params, self.activation),
-                head=head,
+            encoder, decoder = build_networks(
+                self.architecture,
+                n_features,
+                self.n_components,
+                head,
+                self.hidden_layer_sizes,
+                self.activation,
+                self.image_shape,
             )
+            return Autoencoder(encoder, decoder, head)
 
         self._fit_module(build_module, X)
         codes, scores = self._map_batches(self._codes_and_scores, X)

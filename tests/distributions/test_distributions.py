@@ -181,9 +181,9 @@ def test_normal_mixture_point_estimate_is_the_mean():
 def test_t_mixture_point_estimate_is_the_best_component_mode():
     family = make_distribution("t", 2, n_mixtures=2)
     # Component 1 has most of the weight, so its mode has the higher mixture density.
-    params = torch.tensor([[0.0, 3.0, 2.0, 0.0, 0.0, 2.0, 5.0, 5.0]])
+    params = torch.tensor([[0.0, 3.0, 0.0, 0.0, 2.0, 5.0, 5.0, 2.0]])
     np.testing.assert_allclose(family.point_estimate(params), [[5.0, 5.0]])
-    params = torch.tensor([[3.0, 0.0, 2.0, 0.0, 0.0, 2.0, 5.0, 5.0]])
+    params = torch.tensor([[3.0, 0.0, 0.0, 0.0, 2.0, 5.0, 5.0, 2.0]])
     np.testing.assert_allclose(family.point_estimate(params), [[0.0, 0.0]])
 
 

@@ -296,3 +296,31 @@ def test_bad_parameters(params, match):
 def test_cuda_requested_without_gpu():
     with pytest.raises(ValueError, match="CUDA is not available"):
         ProbabilisticAutoencoder(**{**FAST, "device": "cuda"}).fit(np.zeros((4, 2)))
+
+
+# --------------------------------------------------------------- images
+@pytest.mark.parametrize("distribution", ["mse", "t_diag"])
+def test_conv_architecture_on_digit_images(distribution):
+    from sklearn.datasets import load_digits
+
+    X = load_digits().data[:300] / 16
+    model = ProbabilisticAutoencoder(distribution=distribution, architecture="conv", image_shape=(8, 8), **FAST).fit(
+        X.reshape(-1, 8, 8)
+    )
+    scores = model.score_samples(X)
+    np.testing.assert_array_equal(scores, model.score_samples(X.reshape(-1, 1, 8, 8)))
+    assert np.isfinite(scores).all() and model.reconstruct(X).shape == X.shape
+
+
+@pytest.mark.parametrize(
+    ("params", "X_shape", "match"),
+    [
+        ({"architecture": "conv"}, (10, 64), "image_shape is required"),
+        ({"image_shape": (8, 9)}, (10, 64), "holds 72 values but X has 64"),
+        ({"image_shape": (8, 8)}, (10, 4, 16), r"images of shape \(4, 16\)"),
+        ({}, (10, 8, 8), "set image_shape"),
+    ],
+)
+def test_image_shape_errors(params, X_shape, match):
+    with pytest.raises(ValueError, match=match):
+        ProbabilisticAutoencoder(**{**FAST, **params}).fit(np.zeros(X_shape))

@@ -1,0 +1,173 @@
+"""Convolutional encoder and decoder for image-shaped rows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from torch import Tensor, nn
+
+from ..distributions import OutputDistribution
+from ._mlp import ACTIVATIONS, make_mlp
+
+
+def parse_image_shape(image_shape: Sequence[int] | None, n_features: int) -> tuple[int, int, int]:
+    """Normalise ``(H, W)`` or ``(C, H, W)`` to ``(C, H, W)`` and check it against ``n_features``.
+
+    Raises
+    ------
+    ValueError
+        If the shape is missing, malformed, or does not multiply to ``n_features``.
+    """
+    if image_shape is None:
+        raise ValueError("image_shape is required here: pass image_shape=(H, W) or (C, H, W).")
+    shape = tuple(image_shape)
+    if len(shape) not in (2, 3) or not all(isinstance(s, (int, np.integer)) and s >= 1 for s in shape):
+        raise ValueError(f"image_shape must be (H, W) or (C, H, W) of positive integers, got {image_shape!r}.")
+    if int(np.prod(shape)) != n_features:
+        raise ValueError(
+            f"image_shape {shape} holds {int(np.prod(shape))} values but X has {n_features} features per row."
+        )
+    return (1, *shape) if len(shape) == 2 else shape  # type: ignore[return-value]
+
+
+def _halve(size: int) -> int:
+    """Output size of a 3x3, stride-2, padding-1 convolution."""
+    return (size - 1) // 2 + 1
+
+
+class ConvEncoder(nn.Module):
+    """Strided 3x3 convolutions, then a perceptron to the latent codes.
+
+    Parameters
+    ----------
+    image_shape : (C, H, W)
+    n_components : int
+        Latent dimension.
+    channels : sequence of int
+        Output channels of each stride-2 convolution (each halves H and W).
+    hidden_layer_sizes : sequence of int
+        Widths of the fully connected layers after the convolutions.
+    activation : str
+        A key of :data:`~skprobae.nn.ACTIVATIONS`.
+    """
+
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int],
+        n_components: int,
+        channels: Sequence[int] = (32, 64),
+        hidden_layer_sizes: Sequence[int] = (256,),
+        activation: str = "relu",
+    ):
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        layers: list[nn.Module] = []
+        c, h, w = self.image_shape
+        for out_channels in channels:
+            layers += [nn.Conv2d(c, out_channels, 3, stride=2, padding=1), ACTIVATIONS[activation]()]
+            c, h, w = out_channels, _halve(h), _halve(w)
+        self.convolutions = nn.Sequential(*layers)
+        self.head = make_mlp(c * h * w, hidden_layer_sizes, n_components, activation)
+
+    def forward(self, x: Tensor) -> Tensor:
+        features = self.convolutions(x.view(-1, *self.image_shape))
+        return self.head(features.flatten(1))
+
+
+class ConvDecoder(nn.Module):
+    """Perceptron, then stride-2 transposed convolutions back to the image, plus a linear head.
+
+    The transposed convolutions emit ``head.feature_channels`` values per
+    pixel (means, scales, ...); the family's remaining raw values (degrees of
+    freedom, mixture logits, Cholesky entries) come from a linear layer on the
+    last hidden features. ``head.assemble`` joins both into the family's raw
+    parameter layout.
+
+    Parameters
+    ----------
+    n_components : int
+    image_shape : (C, H, W)
+    head : OutputDistribution
+        The output family the decoder feeds.
+    channels, hidden_layer_sizes, activation
+        As for :class:`ConvEncoder`; the decoder mirrors them.
+    """
+
+    def __init__(
+        self,
+        n_components: int,
+        image_shape: tuple[int, int, int],
+        head: OutputDistribution,
+        channels: Sequence[int] = (32, 64),
+        hidden_layer_sizes: Sequence[int] = (256,),
+        activation: str = "relu",
+    ):
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        self.assemble = head.assemble
+        C, H, W = self.image_shape
+        n_pixels = C * H * W
+        self.feature_channels, self.n_extra = head.feature_channels, head.n_params - head.feature_channels * n_pixels
+        if self.n_extra < 0:
+            raise ValueError(f"{type(head).__name__} declares more per-feature values than parameters.")
+        sizes = [(H, W)]
+        for _ in channels:
+            sizes.append((_halve(sizes[-1][0]), _halve(sizes[-1][1])))
+        self.start_shape = (channels[-1], *sizes[-1]) if channels else (C, H, W)
+        hidden = tuple(hidden_layer_sizes)[::-1]
+        self.trunk = make_mlp(n_components, hidden[:-1], hidden[-1], activation) if hidden else nn.Identity()
+        width = hidden[-1] if hidden else n_components
+        self.to_map = nn.Sequential(nn.Linear(width, int(np.prod(self.start_shape))), ACTIVATIONS[activation]())
+
+        layers: list[nn.Module] = []
+        in_channels = self.start_shape[0]
+        out_list = [*list(channels[:-1])[::-1], C * self.feature_channels]
+        for i, out_channels in enumerate(out_list if channels else []):
+            (h_in, w_in), (h_out, w_out) = sizes[-1 - i], sizes[-2 - i]
+            padding = (h_out - (2 * h_in - 1), w_out - (2 * w_in - 1))
+            layers.append(nn.ConvTranspose2d(in_channels, out_channels, 3, 2, 1, output_padding=padding))
+            if i < len(out_list) - 1:
+                layers.append(ACTIVATIONS[activation]())
+            in_channels = out_channels
+        self.deconvolutions = nn.Sequential(*layers)
+        self.extra = nn.Linear(width, self.n_extra) if self.n_extra else None
+
+    def forward(self, z: Tensor) -> Tensor:
+        hidden = self.trunk(z)
+        n = hidden.shape[0]
+        if self.feature_channels:
+            maps = self.deconvolutions(self.to_map(hidden).view(n, *self.start_shape))
+            # (n, C * c, H, W) -> (n, c, C * H * W): each parameter channel over all pixels.
+            C = self.image_shape[0]
+            per_feature = maps.view(n, C, self.feature_channels, -1).transpose(1, 2).flatten(2)
+        else:
+            per_feature = hidden.new_zeros(n, 0, 0)
+        extra = self.extra(hidden) if self.extra is not None else hidden.new_zeros(n, 0)
+        return self.assemble(per_feature, extra)
+
+
+def build_networks(
+    architecture: str,
+    n_features: int,
+    n_components: int,
+    head: OutputDistribution,
+    hidden_layer_sizes: Sequence[int],
+    activation: str,
+    image_shape: Sequence[int] | None = None,
+    channels: Sequence[int] = (32, 64),
+) -> tuple[nn.Module, nn.Module]:
+    """Encoder and decoder for ``architecture`` ``"mlp"`` or ``"conv"`` feeding ``head``."""
+    hidden = tuple(hidden_layer_sizes)
+    if architecture == "mlp":
+        return (
+            make_mlp(n_features, hidden, n_components, activation),
+            make_mlp(n_components, hidden[::-1], head.n_params, activation),
+        )
+    if architecture == "conv":
+        shape = parse_image_shape(image_shape, n_features)
+        return (
+            ConvEncoder(shape, n_components, channels, hidden, activation),
+            ConvDecoder(n_components, shape, head, channels, hidden, activation),
+        )
+    raise ValueError(f"architecture must be 'mlp' or 'conv', got {architecture!r}.")
