@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-MODULES = ["skprobae.models._vanilla"]
+MODULES = ["skprobae.models._vanilla", "skprobae.models._pae"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -2,7 +2,7 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skprobae import ProbabilisticAutoencoder
+from skprobae import PAE, ProbabilisticAutoencoder
 
 SMALL = {"n_components": 2, "hidden_layer_sizes": (8,), "max_epochs": 5, "random_state": 0}
 
@@ -11,6 +11,8 @@ ESTIMATORS = [
     ProbabilisticAutoencoder(distribution="normal_diag", **SMALL),
     ProbabilisticAutoencoder(distribution="t_full", **SMALL),
     ProbabilisticAutoencoder(distribution="normal_diag", n_mixtures=3, **SMALL),
+    PAE(flow_max_epochs=3, flow_hidden_layer_sizes=(8,), **SMALL),
+    PAE(score_method="latent", flow_max_epochs=3, flow_hidden_layer_sizes=(8,), **SMALL),
 ]
 
 

@@ -1,5 +1,6 @@
 """The estimators, one module each."""
 
+from ._pae import PAE
 from ._vanilla import ProbabilisticAutoencoder
 
-__all__ = ["ProbabilisticAutoencoder"]
+__all__ = ["PAE", "ProbabilisticAutoencoder"]

@@ -1,0 +1,160 @@
+"""Normalizing flows for latent spaces: builders (zuko) and one adapter for user flows.
+
+Every flow the estimators use is seen through :class:`FlowAdapter`, which gives
+the same four differentiable operations whatever library built the flow:
+
+* ``log_prob(z)``: the flow's log-density of each row;
+* ``to_base(z)``: the map ``u = b(z)`` into the standard-normal base space and
+  ``log |det db/dz|``;
+* ``from_base(u)``: the inverse ``z = b^{-1}(u)``;
+* ``sample(n)``: ``from_base`` of standard-normal draws.
+
+zuko flows (``zuko.flows.Flow``, any unconditional ``LazyDistribution`` whose
+distribution is a ``NormalizingFlow``) and nflows flows (``nflows.flows.Flow``,
+an optional dependency) are accepted; both must have a standard-normal base.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import zuko
+from torch import Tensor, nn
+
+FLOW_NAMES = ("auto", "realnvp", "maf", "nsf")
+
+
+def build_flow(
+    kind: str, n_features: int, transforms: int | None = None, hidden_layer_sizes: Sequence[int] = (128, 128)
+) -> zuko.flows.Flow:
+    """A zuko flow over ``n_features`` dimensions with a standard-normal base.
+
+    Parameters
+    ----------
+    kind : {"auto", "realnvp", "maf", "nsf"}
+        ``"auto"`` is RealNVP up to 32 dimensions and a neural spline flow
+        above, as in the PAE paper. RealNVP uses random coupling masks; MAF and
+        NSF are autoregressive with random feature orders.
+    n_features : int
+    transforms : int or None
+        Number of transforms; None picks 8 for RealNVP and 4 otherwise.
+    hidden_layer_sizes : sequence of int
+        Hidden widths of each transform's conditioner network.
+    """
+    if kind not in FLOW_NAMES:
+        raise ValueError(f"Unknown flow {kind!r}. Valid names: {', '.join(FLOW_NAMES)}, or a zuko / nflows flow.")
+    if kind == "auto":
+        kind = "realnvp" if n_features <= 32 else "nsf"
+    hidden = tuple(hidden_layer_sizes)
+    if kind == "realnvp" and n_features == 1:
+        kind = "maf"  # a coupling layer needs at least two features
+    if kind == "realnvp":
+        return zuko.flows.RealNVP(n_features, transforms=transforms or 8, randmask=True, hidden_features=hidden)
+    if kind == "maf":
+        return zuko.flows.MAF(n_features, transforms=transforms or 4, randperm=True, hidden_features=hidden)
+    return zuko.flows.NSF(n_features, transforms=transforms or 4, randperm=True, hidden_features=hidden)
+
+
+def _is_nflows(flow) -> bool:
+    return type(flow).__module__.startswith("nflows.") and hasattr(flow, "_transform")
+
+
+class FlowAdapter(nn.Module):
+    """One interface over zuko and nflows flows (see the module docstring).
+
+    Parameters
+    ----------
+    flow : zuko.flows.Flow or nflows.flows.Flow
+        Unconditional, with a standard-normal base distribution.
+    n_features : int
+        Dimension the flow must act on.
+
+    Raises
+    ------
+    TypeError
+        If ``flow`` is neither kind.
+    ValueError
+        If its dimension is not ``n_features`` or its base is not a standard normal.
+    """
+
+    def __init__(self, flow: nn.Module, n_features: int):
+        super().__init__()
+        self.flow = flow
+        self.n_features = n_features
+        if _is_nflows(flow):
+            self.library = "nflows"
+        elif isinstance(flow, zuko.lazy.LazyDistribution):
+            self.library = "zuko"
+        else:
+            raise TypeError(
+                f"flow must be a name ({', '.join(FLOW_NAMES)}), a zuko flow or an nflows Flow; "
+                f"got {type(flow).__name__}."
+            )
+        self._check(n_features)
+
+    def _check(self, n_features: int) -> None:
+        try:
+            with torch.no_grad():
+                probe = torch.zeros(2, n_features, dtype=next(self.parameters()).dtype)
+                u, _ = self.to_base(probe)
+        except (RuntimeError, ValueError, IndexError) as exc:
+            raise ValueError(f"The flow does not accept {n_features}-dimensional inputs (n_components): {exc}") from exc
+        if u.shape != probe.shape:
+            raise ValueError(f"The flow maps {n_features}-dimensional inputs to shape {tuple(u.shape[1:])}.")
+        if self.library == "zuko":
+            base = self.flow().base
+            inner = getattr(base, "base_dist", base)
+            loc, scale = getattr(inner, "loc", None), getattr(inner, "scale", None)
+            if loc is None or scale is None or torch.any(loc != 0) or torch.any(scale != 1):
+                raise ValueError("The zuko flow's base distribution must be a standard normal (DiagNormal(0, 1)).")
+
+    def to_base(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """``u = b(z)`` and ``log |det db/dz|`` per row."""
+        if self.library == "zuko":
+            return self.flow().transform.call_and_ladj(z)
+        return self.flow._transform(z)
+
+    def from_base(self, u: Tensor) -> Tensor:
+        """``z = b^{-1}(u)``, differentiable in ``u``."""
+        if self.library == "zuko":
+            return self.flow().transform.inv(u)
+        return self.flow._transform.inverse(u)[0]
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        """Log-density of each row of ``z``."""
+        u, log_det = self.to_base(z)
+        return -0.5 * (u * u).sum(-1) - 0.5 * self.n_features * math.log(2 * math.pi) + log_det
+
+    def sample(self, n_samples: int, temperature: float = 1.0) -> Tensor:
+        """Draws ``b^{-1}(temperature * u)`` with ``u ~ N(0, I)`` (uses torch's global RNG)."""
+        dtype = next(self.parameters()).dtype
+        device = next(self.parameters()).device
+        u = torch.randn(n_samples, self.n_features, dtype=dtype, device=device)
+        return self.from_base(temperature * u)
+
+
+class LatentFlow(nn.Module):
+    """A flow trained by maximum likelihood on (jittered) latent codes, for :class:`LikelihoodNet`.
+
+    Parameters
+    ----------
+    flow : FlowAdapter
+    noise : float
+        Standard deviation of the Gaussian jitter added to codes during
+        training (not during evaluation).
+    """
+
+    def __init__(self, flow: FlowAdapter, noise: float = 0.0):
+        super().__init__()
+        self.flow = flow
+        self.noise = noise
+
+    def forward(self, z: Tensor) -> Tensor:
+        return z
+
+    def loss(self, z_out: Tensor, z: Tensor) -> Tensor:
+        if self.training and self.noise > 0:
+            z = z + self.noise * torch.randn_like(z)
+        return -self.flow.log_prob(z).mean()

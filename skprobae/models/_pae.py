@@ -1,0 +1,468 @@
+"""The probabilistic autoencoder of Böhm & Seljak: an autoencoder, then a flow on its codes."""
+
+from __future__ import annotations
+
+import copy
+import math
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.utils import check_array
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+from torch import Tensor, nn
+from torch.func import jvp
+
+from .._base import BaseAutoencoder, draw_seed, resolve_device, to_numpy, torch_seeded
+from ..distributions import DISTRIBUTION_NAMES, make_distribution
+from ..flows import FLOW_NAMES, FlowAdapter, LatentFlow, build_flow
+from ..nn import Autoencoder, build_networks
+
+SCORE_METHODS = ("combined", "latent", "reconstruction", "laplace")
+_LOG_2PI = math.log(2 * math.pi)
+_DEFAULT_LAPLACE_MAP_STEPS = 100
+
+
+class PAE(BaseAutoencoder):
+    r"""Probabilistic autoencoder: an autoencoder with a normalizing-flow prior on its codes.
+
+    Training has two stages. (1) An autoencoder ``x -> z = f(x) -> g(z)`` is
+    trained (squared error by default). (2) With the autoencoder frozen, a
+    normalizing flow ``b`` is fitted to the standardized codes of the training
+    rows (with a small Gaussian jitter). The pair is a generative model:
+    ``x = g(b^{-1}(u))``, ``u ~ N(0, I)``, with Gaussian reconstruction noise of
+    per-feature scale ``sigma_`` measured on held-out rows.
+
+    ``score_samples`` offers the paper's outlier scores (``score_method``):
+
+    - ``"combined"`` (Eq. 12): :math:`\log \mathcal{N}(x; g(z), \sigma^2) +
+      \log p_\text{flow}(z)`, the joint density at ``z`` (constants included);
+    - ``"latent"``: :math:`\log p_\text{flow}(z)` only, best at large latent
+      sizes;
+    - ``"reconstruction"``: the sigma-weighted reconstruction term only, best
+      at small latent sizes;
+    - ``"laplace"`` (Eq. 11): the Laplace estimate of :math:`\log p(x)` at the
+      MAP code, adding :math:`\tfrac{K}{2}\log 2\pi - \tfrac12\log\det H` with
+      the Gauss-Newton Hessian :math:`H = J_b^\top J_b + J_g^\top
+      \sigma^{-2} J_g` (Eq. 10), from batched forward-mode Jacobians.
+
+    Every score includes the log-determinant of the code standardization, so
+    ``"latent"`` is the density of the raw codes.
+
+    Read more: V. Böhm and U. Seljak, *Probabilistic Auto-Encoder*, TMLR 2022.
+
+    Parameters
+    ----------
+    n_components : int, default=16
+        Latent dimension K.
+    architecture : {"mlp", "conv"}, default="mlp"
+        Encoder/decoder family; ``"conv"`` needs ``image_shape``.
+    image_shape : tuple of int or None, default=None
+        ``(H, W)`` or ``(C, H, W)`` of one row, for image data.
+    hidden_layer_sizes : tuple of int, default=(256, 128)
+        Encoder hidden widths; the decoder mirrors them.
+    activation : str, default="relu"
+        Hidden-layer nonlinearity.
+    distribution : str, default="mse"
+        Output distribution of the stage-1 autoencoder (any registered name);
+        its point estimate is ``g(z)``.
+    n_mixtures : int, default=1
+        Mixture components of that distribution.
+    flow : {"auto", "realnvp", "maf", "nsf"} or flow object, default="auto"
+        The latent flow: ``"auto"`` is RealNVP up to K = 32 and a neural spline
+        flow above. A zuko flow (``zuko.flows.Flow``) or an nflows ``Flow`` over
+        K dimensions with a standard-normal base may be passed instead; it is
+        copied, not modified.
+    flow_transforms : int or None, default=None
+        Number of flow transforms (None: 8 for RealNVP, 4 otherwise).
+    flow_hidden_layer_sizes : tuple of int, default=(128, 128)
+        Hidden widths of each flow transform's network.
+    flow_max_epochs : int, default=200
+        Upper bound on flow training epochs (early stopping as for the autoencoder).
+    flow_learning_rate : float, default=1e-3
+        Adam step size of the flow.
+    latent_noise : float, default=0.02
+        Std of the Gaussian jitter added to the standardized codes while
+        training the flow.
+    score_method : {"combined", "latent", "reconstruction", "laplace"}, default="combined"
+        What :meth:`score_samples` returns (see above).
+    map_steps : int or None, default=None
+        Adam steps refining each code to the MAP of Eq. 9 before scoring
+        (batched, in standardized latent space). None means 0, or 100 for
+        ``"laplace"``, which needs the MAP.
+    map_learning_rate : float, default=0.05
+        Adam step size of that refinement.
+    max_epochs, batch_size, learning_rate, weight_decay, validation_fraction, n_iter_no_change, max_grad_norm
+        Training settings shared by both stages (see
+        :class:`~skprobae.ProbabilisticAutoencoder`); the held-out rows also
+        give ``sigma_``.
+    device : str, default="auto"
+        ``"cpu"``, ``"cuda"``, or ``"auto"``.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the split, initialisation, shuffling and jitter.
+    verbose : int, default=0
+    contamination : float, default=0.1
+        Expected share of outliers; sets ``offset_``.
+
+    Attributes
+    ----------
+    net_ : skorch.NeuralNet
+        The autoencoder (stage 1).
+    flow_net_ : skorch.NeuralNet
+        The latent flow (stage 2); ``flow_net_.module_.flow`` is a
+        :class:`~skprobae.flows.FlowAdapter`.
+    history_, flow_history_ : skorch.History
+        Per-epoch losses of each stage.
+    n_iter_ : int
+        Autoencoder epochs run.
+    latent_mean_, latent_scale_ : ndarray of shape (n_components,)
+        Standardization of the codes the flow sees.
+    sigma_ : ndarray of shape (n_features,)
+        Per-feature root-mean-square reconstruction error on the held-out
+        rows (the training rows when ``validation_fraction=0``), floored at
+        1% of its overall RMS.
+    offset_ : float
+        The ``contamination`` quantile of the training scores.
+    n_features_in_ : int
+
+    See Also
+    --------
+    ProbabilisticAutoencoder : The autoencoder alone, with a likelihood per row.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skprobae import PAE
+    >>> X = load_digits().data / 16
+    >>> pae = PAE(n_components=8, max_epochs=10, flow_max_epochs=10, random_state=0).fit(X)
+    >>> pae.sample(4, random_state=0).shape
+    (4, 64)
+    >>> pae.score_samples(X[:3]).shape
+    (3,)
+    """
+
+    _parameter_constraints: dict = {
+        **BaseAutoencoder._parameter_constraints,
+        "distribution": [StrOptions(DISTRIBUTION_NAMES)],
+        "n_mixtures": [Interval(Integral, 1, None, closed="left")],
+        "flow": [StrOptions(set(FLOW_NAMES)), nn.Module],
+        "flow_transforms": [Interval(Integral, 1, None, closed="left"), None],
+        "flow_hidden_layer_sizes": [tuple, list],
+        "flow_max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "flow_learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "latent_noise": [Interval(Real, 0, None, closed="left")],
+        "score_method": [StrOptions(set(SCORE_METHODS))],
+        "map_steps": [Interval(Integral, 0, None, closed="left"), None],
+        "map_learning_rate": [Interval(Real, 0, None, closed="neither")],
+    }
+
+    def __init__(
+        self,
+        n_components=16,
+        architecture="mlp",
+        image_shape=None,
+        hidden_layer_sizes=(256, 128),
+        activation="relu",
+        distribution="mse",
+        n_mixtures=1,
+        flow="auto",
+        flow_transforms=None,
+        flow_hidden_layer_sizes=(128, 128),
+        flow_max_epochs=200,
+        flow_learning_rate=1e-3,
+        latent_noise=0.02,
+        score_method="combined",
+        map_steps=None,
+        map_learning_rate=0.05,
+        max_epochs=100,
+        batch_size=128,
+        learning_rate=1e-3,
+        weight_decay=0.0,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        max_grad_norm=100.0,
+        device="auto",
+        random_state=None,
+        verbose=0,
+        contamination=0.1,
+    ):
+        self.n_components = n_components
+        self.architecture = architecture
+        self.image_shape = image_shape
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.distribution = distribution
+        self.n_mixtures = n_mixtures
+        self.flow = flow
+        self.flow_transforms = flow_transforms
+        self.flow_hidden_layer_sizes = flow_hidden_layer_sizes
+        self.flow_max_epochs = flow_max_epochs
+        self.flow_learning_rate = flow_learning_rate
+        self.latent_noise = latent_noise
+        self.score_method = score_method
+        self.map_steps = map_steps
+        self.map_learning_rate = map_learning_rate
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.max_grad_norm = max_grad_norm
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.contamination = contamination
+
+    # -------------------------------------------------------------------- fit
+    def _check_score_settings(self) -> int:
+        """MAP steps to run for the configured score; rejects unsupported combinations."""
+        if self.map_steps is None:
+            return _DEFAULT_LAPLACE_MAP_STEPS if self.score_method == "laplace" else 0
+        if self.score_method == "laplace" and self.map_steps == 0:
+            raise ValueError(
+                "score_method='laplace' expands log p(x) around the MAP code and needs map_steps > 0 "
+                "(or map_steps=None for the default of 100)."
+            )
+        return self.map_steps
+
+    def _make_flow(self) -> FlowAdapter:
+        if isinstance(self.flow, str):
+            flow = build_flow(self.flow, self.n_components, self.flow_transforms, self.flow_hidden_layer_sizes)
+        else:
+            flow = copy.deepcopy(self.flow).float()
+        return FlowAdapter(flow, self.n_components)
+
+    def fit(self, X, y=None):
+        """Train the autoencoder, then the flow on its standardized codes.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+
+        Returns
+        -------
+        self : PAE
+        """
+        X = self._validate_params_and_data(X)
+        self._check_score_settings()
+        n_features = X.shape[1]
+
+        def build_module() -> Autoencoder:
+            head = make_distribution(self.distribution, n_features, self.n_mixtures)
+            encoder, decoder = build_networks(
+                self.architecture,
+                n_features,
+                self.n_components,
+                head,
+                self.hidden_layer_sizes,
+                self.activation,
+                self.image_shape,
+            )
+            return Autoencoder(encoder, decoder, head)
+
+        rng, train_idx, valid_idx = self._fit_module(build_module, X)
+        codes, reconstructions = self._map_batches(self._codes_and_reconstructions, X)
+        fit_rows = train_idx if len(train_idx) else np.arange(len(X))
+        std = codes[fit_rows].std(axis=0)
+        self.latent_mean_ = codes[fit_rows].mean(axis=0)
+        self.latent_scale_ = np.maximum(std, 1e-6 * max(std.max(), 1.0))
+        held_out = valid_idx if len(valid_idx) else fit_rows
+        rms = np.sqrt(np.mean((X[held_out] - reconstructions[held_out]) ** 2, axis=0))
+        self.sigma_ = np.maximum(rms, 0.01 * max(float(np.sqrt(np.mean(rms**2))), 1e-12))
+
+        standardized = (codes - self.latent_mean_) / self.latent_scale_
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        device = resolve_device(self.device)
+        with torch_seeded(seed, device):
+            flow_module = LatentFlow(self._make_flow(), noise=self.latent_noise)
+            Z = torch.tensor(standardized, dtype=torch.float32, device=device)
+            self.flow_net_ = self._train_net(
+                flow_module,
+                Z[fit_rows],
+                Z[valid_idx] if len(valid_idx) else None,
+                seed=seed,
+                device=device,
+                max_epochs=self.flow_max_epochs,
+                learning_rate=self.flow_learning_rate,
+            )
+        self.flow_history_ = self.flow_net_.history
+        self._set_offset(self._score_samples(X))
+        return self
+
+    # ------------------------------------------------------------- internals
+    @property
+    def _module(self) -> Autoencoder:
+        return self.net_.module_
+
+    @property
+    def _flow(self) -> FlowAdapter:
+        return self.flow_net_.module_.flow
+
+    def _tensor(self, array: np.ndarray) -> Tensor:
+        return torch.as_tensor(array, dtype=torch.float64, device=self._device)
+
+    def _decode(self, z: Tensor) -> Tensor:
+        """Point estimate ``g(z)``."""
+        return self._module.head.point_estimate(self._module.decoder(z))
+
+    def _codes_and_reconstructions(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        z = self._module.encoder(x)
+        return z, self._decode(z)
+
+    def _log_prior(self, z: Tensor) -> Tensor:
+        """Flow log-density of raw codes, including the standardization's log-determinant."""
+        standardized = (z - self._tensor(self.latent_mean_)) / self._tensor(self.latent_scale_)
+        return self._flow.log_prob(standardized) - np.log(self.latent_scale_).sum()
+
+    def _log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
+        """``log N(x; g(z), sigma_^2)`` per row."""
+        sigma = self._tensor(self.sigma_)
+        residual = (x - self._decode(z)) / sigma
+        return -0.5 * (residual * residual).sum(-1) - sigma.log().sum() - 0.5 * x.shape[-1] * _LOG_2PI
+
+    def _map_codes(self, x: Tensor, steps: int) -> Tensor:
+        """Codes minimising ``-log p(x|z) - log p(z)`` (Eq. 9), from ``f(x)``, all rows at once."""
+        mean, scale = self._tensor(self.latent_mean_), self._tensor(self.latent_scale_)
+        z = self._module.encoder(x)
+        if steps == 0:
+            return z
+        standardized = ((z - mean) / scale).detach().requires_grad_(True)
+        optimizer = torch.optim.Adam([standardized], lr=self.map_learning_rate)
+        with torch.enable_grad():
+            for _ in range(steps):
+                optimizer.zero_grad()
+                codes = standardized * scale + mean
+                loss = -(self._log_likelihood(x, codes) + self._log_prior(codes)).sum()
+                (grad,) = torch.autograd.grad(loss, standardized)
+                standardized.grad = grad
+                optimizer.step()
+        return (standardized * scale + mean).detach()
+
+    def _laplace_log_det(self, z: Tensor) -> Tensor:
+        """``log det`` of the Gauss-Newton Hessian of Eq. 10, from K forward-mode Jacobian columns."""
+        mean, scale = self._tensor(self.latent_mean_), self._tensor(self.latent_scale_)
+
+        def decoder_and_base(codes: Tensor) -> tuple[Tensor, Tensor]:
+            return self._decode(codes), self._flow.to_base((codes - mean) / scale)[0]
+
+        decoder_columns, base_columns = [], []
+        with torch.enable_grad():
+            for j in range(z.shape[1]):
+                tangent = torch.zeros_like(z)
+                tangent[:, j] = 1.0
+                _, (d_decoder, d_base) = jvp(decoder_and_base, (z,), (tangent,))
+                decoder_columns.append(d_decoder)
+                base_columns.append(d_base)
+        J_g = torch.stack(decoder_columns, -1) / self._tensor(self.sigma_)[:, None]  # (n, d, K)
+        J_b = torch.stack(base_columns, -1)  # (n, K, K)
+        hessian = J_b.mT @ J_b + J_g.mT @ J_g
+        return torch.linalg.cholesky(hessian).diagonal(dim1=-2, dim2=-1).log().sum(-1) * 2
+
+    def _scores(self, x: Tensor) -> Tensor:
+        steps = self._check_score_settings()
+        z = self._map_codes(x, steps)
+        if self.score_method == "latent":
+            return self._log_prior(z)
+        if self.score_method == "reconstruction":
+            return self._log_likelihood(x, z)
+        joint = self._log_likelihood(x, z) + self._log_prior(z)
+        if self.score_method == "combined":
+            return joint
+        return joint + 0.5 * z.shape[1] * _LOG_2PI - 0.5 * self._laplace_log_det(z)
+
+    def _score_samples(self, X: np.ndarray) -> np.ndarray:
+        return self._map_batches(self._scores, X)
+
+    def _check_codes(self, Z) -> np.ndarray:
+        Z = check_array(Z, dtype=[np.float64, np.float32])
+        if Z.shape[1] != self.n_components:
+            raise ValueError(f"Z has {Z.shape[1]} columns, but PAE has n_components={self.n_components}.")
+        return Z
+
+    # ----------------------------------------------------------------- public
+    def score_samples(self, X) -> np.ndarray:
+        """Outlier score or log-density of each row, per ``score_method`` (higher = more normal).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,), float64
+        """
+        return super().score_samples(X)
+
+    def transform(self, X) -> np.ndarray:
+        """Latent codes ``f(x)`` (not standardized).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        Z : ndarray of shape (n_samples, n_components)
+        """
+        check_is_fitted(self)
+        return self._map_batches(self._module.encoder, self._check_X(X))
+
+    def inverse_transform(self, Z) -> np.ndarray:
+        """Decoded point estimates ``g(z)``.
+
+        Parameters
+        ----------
+        Z : array-like of shape (n_samples, n_components)
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+        """
+        check_is_fitted(self)
+        return self._map_batches(self._decode, self._check_codes(Z))
+
+    def reconstruct(self, X, return_std: bool = False):
+        """``g(f(x))``, and optionally the per-feature noise scale ``sigma_`` for every row.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        return_std : bool, default=False
+
+        Returns
+        -------
+        X_rec : ndarray of shape (n_samples, n_features)
+        X_std : ndarray of shape (n_samples, n_features), only if ``return_std``
+        """
+        check_is_fitted(self)
+        reconstruction = self._map_batches(lambda x: self._decode(self._module.encoder(x)), self._check_X(X))
+        if return_std:
+            return reconstruction, np.broadcast_to(self.sigma_, reconstruction.shape).copy()
+        return reconstruction
+
+    def sample(self, n_samples: int = 1, random_state=None, temperature: float = 1.0) -> np.ndarray:
+        """New rows ``g(b^{-1}(T u))``, ``u ~ N(0, I)``.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+        random_state : int, RandomState instance or None, default=None
+        temperature : float, default=1.0
+            Scales the base draws; below 1 trades diversity for typicality.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+        """
+        check_is_fitted(self)
+        if not isinstance(n_samples, Integral) or isinstance(n_samples, bool) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+        if not isinstance(temperature, Real) or temperature <= 0:
+            raise ValueError(f"temperature must be a positive number, got {temperature!r}.")
+        with torch_seeded(draw_seed(random_state), self._device), torch.no_grad():
+            standardized = self._flow.sample(int(n_samples), float(temperature))
+            codes = standardized * self._tensor(self.latent_scale_) + self._tensor(self.latent_mean_)
+        return self._map_batches(self._decode, to_numpy(codes))

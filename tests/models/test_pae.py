@@ -1,0 +1,207 @@
+import copy
+import math
+import pickle
+
+import numpy as np
+import pytest
+import torch
+import zuko
+from sklearn.datasets import load_digits
+from sklearn.metrics import roc_auc_score
+from sklearn.utils import check_random_state
+
+from skprobae import PAE, TrainingDivergedError
+
+FAST = {
+    "n_components": 4,
+    "hidden_layer_sizes": (64,),
+    "max_epochs": 30,
+    "flow_max_epochs": 30,
+    "flow_hidden_layer_sizes": (32, 32),
+    "random_state": 0,
+}
+
+
+@pytest.fixture(scope="module")
+def images():
+    """Digits as pixel intensities in [0, 1], split 75/25."""
+    X = load_digits().data / 16
+    order = np.random.default_rng(0).permutation(len(X))
+    return X[order[:1350]], X[order[1350:]]
+
+
+@pytest.fixture(scope="module")
+def pae(images):
+    return PAE(**FAST).fit(images[0])
+
+
+def test_score_methods_are_finite_and_consistent(pae, images):
+    _, X_test = images
+    scores = {}
+    for method in ("combined", "latent", "reconstruction", "laplace"):
+        model = copy.deepcopy(pae).set_params(score_method=method, map_steps=None)
+        scores[method] = model.score_samples(X_test)
+        assert scores[method].dtype == np.float64 and np.isfinite(scores[method]).all()
+    np.testing.assert_allclose(scores["combined"], scores["latent"] + scores["reconstruction"], rtol=1e-12)
+
+
+def test_map_refinement_raises_the_joint_density(pae, images):
+    _, X_test = images
+    at_encoding = copy.deepcopy(pae).set_params(map_steps=0).score_samples(X_test)
+    at_map = copy.deepcopy(pae).set_params(map_steps=50).score_samples(X_test)
+    assert at_map.mean() > at_encoding.mean()
+    assert (at_map >= at_encoding - 1e-6).mean() > 0.95
+
+
+def test_laplace_matches_dense_autograd_reference(pae, images):
+    """Eq. 11 against per-row Jacobians computed with torch.autograd.functional.jacobian."""
+    _, X_test = images
+    model = copy.deepcopy(pae).set_params(score_method="laplace", map_steps=10)
+    x = torch.tensor(X_test[:3], dtype=torch.float64)
+    got = model.score_samples(X_test[:3])
+    z = model._map_codes(x, 10)
+    mean, scale = torch.tensor(model.latent_mean_), torch.tensor(model.latent_scale_)
+    sigma = torch.tensor(model.sigma_)
+    expected = []
+    for i in range(3):
+        J_g = torch.autograd.functional.jacobian(lambda c: model._decode(c[None])[0], z[i])
+        J_b = torch.autograd.functional.jacobian(lambda c: model._flow.to_base(((c - mean) / scale)[None])[0][0], z[i])
+        H = J_b.T @ J_b + (J_g / sigma[:, None]).T @ (J_g / sigma[:, None])
+        residual = (x[i] - model._decode(z[i : i + 1])[0]) / sigma
+        log_prior = model._flow.log_prob(((z[i] - mean) / scale)[None])[0] - scale.log().sum()
+        log_likelihood = -0.5 * residual @ residual - sigma.log().sum() - 32 * math.log(2 * math.pi)
+        k = z.shape[1]
+        laplace = log_likelihood + log_prior + 0.5 * k * math.log(2 * math.pi) - 0.5 * torch.logdet(H)
+        expected.append(float(laplace.detach()))
+    np.testing.assert_allclose(got, expected, rtol=1e-8)
+
+
+def test_sigma_is_held_out_rms_reconstruction_error(pae, images):
+    X_train, _ = images
+    order = check_random_state(0).permutation(len(X_train))
+    held_out = X_train[np.sort(order[: math.ceil(0.1 * len(X_train))])]
+    rms = np.sqrt(((held_out - pae.reconstruct(held_out)) ** 2).mean(0))
+    floor = 0.01 * np.sqrt(np.mean(rms**2))
+    np.testing.assert_allclose(pae.sigma_, np.maximum(rms, floor))
+    _, std = pae.reconstruct(held_out[:2], return_std=True)
+    np.testing.assert_array_equal(std, np.tile(pae.sigma_, (2, 1)))
+
+
+def test_samples_are_typical_and_beat_plain_autoencoder_decoding(pae, images):
+    _, X_test = images
+    latent = copy.deepcopy(pae).set_params(score_method="latent")
+    samples = pae.sample(400, random_state=0)
+    assert samples.shape == (400, 64)
+    np.testing.assert_array_equal(samples, pae.sample(400, random_state=0))
+    plain = pae.inverse_transform(np.random.default_rng(0).normal(size=(400, 4)))
+    test_density, sample_density = latent.score(X_test), latent.score(samples)
+    assert abs(sample_density - test_density) < 3.0
+    assert latent.score(plain) < test_density - 10
+    cold = latent.score(pae.sample(400, random_state=0, temperature=0.5))
+    assert cold > sample_density
+
+
+def test_outliers_are_flagged(pae, images):
+    _, X_test = images
+    noise = np.random.default_rng(1).uniform(size=(40, 64))
+    labels = np.r_[np.zeros(len(X_test)), np.ones(40)]
+    X_all = np.vstack([X_test, noise])
+    assert roc_auc_score(labels, -pae.score_samples(X_all)) > 0.99
+    assert (pae.predict(noise) == -1).all()
+
+
+def test_history_of_both_stages(pae):
+    assert len(pae.history_) == pae.n_iter_ >= 1
+    assert np.isfinite(pae.flow_history_[:, "valid_loss"]).all()
+
+
+def test_reproducible_and_picklable(pae, images):
+    X_train, X_test = images
+    again = PAE(**FAST).fit(X_train)
+    np.testing.assert_array_equal(pae.score_samples(X_test), again.score_samples(X_test))
+    restored = pickle.loads(pickle.dumps(pae))
+    np.testing.assert_array_equal(restored.score_samples(X_test), pae.score_samples(X_test))
+    np.testing.assert_array_equal(restored.sample(3, random_state=1), pae.sample(3, random_state=1))
+
+
+@pytest.mark.parametrize(("flow", "expected"), [("auto", "RealNVP"), ("maf", "MAF"), ("nsf", "NSF")])
+def test_named_flows(images, flow, expected):
+    X_train, _ = images
+    model = PAE(**{**FAST, "max_epochs": 3, "flow_max_epochs": 3, "flow": flow}).fit(X_train[:300])
+    assert type(model.flow_net_.module_.flow.flow).__name__ == expected
+    assert np.isfinite(model.score_samples(X_train[:20])).all()
+
+
+def test_auto_flow_switches_to_splines_above_32_dimensions():
+    from skprobae.flows import build_flow
+
+    assert type(build_flow("auto", 32)).__name__ == "RealNVP"
+    assert type(build_flow("auto", 33)).__name__ == "NSF"
+
+
+def test_user_zuko_flow_is_copied_not_modified(images):
+    X_train, _ = images
+    user_flow = zuko.flows.MAF(4, transforms=2, hidden_features=(16,))
+    before = copy.deepcopy(user_flow.state_dict())
+    model = PAE(**{**FAST, "max_epochs": 3, "flow_max_epochs": 3, "flow": user_flow}).fit(X_train[:300])
+    assert np.isfinite(model.score_samples(X_train[:20])).all()
+    for name, tensor in user_flow.state_dict().items():
+        assert torch.equal(tensor, before[name])
+
+
+def test_user_nflows_flow(images):
+    pytest.importorskip("nflows")
+    from nflows.distributions import StandardNormal
+    from nflows.flows import Flow
+    from nflows.transforms import CompositeTransform, MaskedAffineAutoregressiveTransform, ReversePermutation
+
+    X_train, _ = images
+    transform = CompositeTransform(
+        [MaskedAffineAutoregressiveTransform(features=4, hidden_features=16), ReversePermutation(4)]
+    )
+    model = PAE(**{**FAST, "max_epochs": 3, "flow_max_epochs": 3, "flow": Flow(transform, StandardNormal([4]))}).fit(
+        X_train[:300]
+    )
+    for method in ("combined", "laplace"):
+        assert np.isfinite(model.set_params(score_method=method).score_samples(X_train[:10])).all()
+    assert model.sample(5, random_state=0).shape == (5, 64)
+
+
+def test_conv_pae_on_digit_images(images):
+    X_train, X_test = images
+    model = PAE(**{**FAST, "max_epochs": 3, "flow_max_epochs": 3, "architecture": "conv", "image_shape": (8, 8)})
+    model.fit(X_train[:300])
+    assert np.isfinite(model.score_samples(X_test)).all()
+
+
+@pytest.mark.parametrize(
+    ("params", "error", "match"),
+    [
+        ({"flow": "glow"}, ValueError, r"flow.*realnvp"),
+        ({"score_method": "elbo"}, ValueError, r"score_method.*latent"),
+        ({"score_method": "laplace", "map_steps": 0}, ValueError, "map_steps > 0"),
+        ({"flow": zuko.flows.MAF(3)}, ValueError, "does not accept 4-dimensional"),
+        ({"flow": torch.nn.Linear(4, 4)}, TypeError, "zuko flow or an nflows Flow"),
+    ],
+)
+def test_bad_flow_and_score_settings(images, params, error, match):
+    with pytest.raises(error, match=match):
+        PAE(**{**FAST, "max_epochs": 1, "flow_max_epochs": 1, **params}).fit(images[0][:50])
+
+
+def test_zuko_flow_with_non_standard_base_is_rejected(images):
+    flow = zuko.flows.MAF(4)
+    flow.base = zuko.flows.UnconditionalDistribution(
+        zuko.distributions.DiagNormal, torch.ones(4), torch.ones(4), buffer=True
+    )
+    with pytest.raises(ValueError, match="standard normal"):
+        PAE(**{**FAST, "max_epochs": 1, "flow": flow}).fit(images[0][:50])
+
+
+def test_diverging_flow_raises_instead_of_nan_scores(images):
+    broken = zuko.flows.MAF(4, transforms=1, hidden_features=(8,))
+    with torch.no_grad():
+        for parameter in broken.parameters():
+            parameter.fill_(float("nan"))
+    with pytest.warns(RuntimeWarning), pytest.raises(TrainingDivergedError, match=r"PAE.*epoch 1"):
+        PAE(**{**FAST, "max_epochs": 1, "flow": broken}).fit(images[0][:100])
