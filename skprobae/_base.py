@@ -273,15 +273,15 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
         return np.concatenate(outputs)
 
     # ---------------------------------------------------------- outlier contract
-    def _set_offset(self, training_scores: np.ndarray) -> None:
-        """``offset_``: the ``contamination`` quantile of the training scores."""
+    def _offset_from(self, training_scores: np.ndarray) -> float:
+        """The ``contamination`` quantile of the training scores, which must be finite."""
         bad = ~np.isfinite(training_scores)
         if bad.any():
             raise FloatingPointError(
                 f"{type(self).__name__}: the fitted model gives non-finite scores on {int(bad.sum())} "
                 "training rows. Standardize X, lower learning_rate or choose a simpler distribution."
             )
-        self.offset_ = float(np.percentile(training_scores, 100.0 * self.contamination))
+        return float(np.percentile(training_scores, 100.0 * self.contamination))
 
     def _score_samples(self, X: np.ndarray) -> np.ndarray:
         """Scores of validated ``X``; subclasses implement it."""

@@ -123,7 +123,10 @@ class PAE(BaseAutoencoder):
         rows (the training rows when ``validation_fraction=0``), floored at
         1% of its overall RMS.
     offset_ : float
-        The ``contamination`` quantile of the training scores.
+        The ``contamination`` quantile of the training scores under the
+        current ``score_method`` (see the property's docstring).
+    offsets_ : dict
+        Those quantiles keyed by ``(score_method, map_steps)``.
     n_features_in_ : int
 
     See Also
@@ -289,8 +292,45 @@ class PAE(BaseAutoencoder):
                 learning_rate=self.flow_learning_rate,
             )
         self.flow_history_ = self.flow_net_.history
-        self._set_offset(self._score_samples(X))
+        self.offsets_ = self._training_offsets(X)
         return self
+
+    def _training_offsets(self, X: np.ndarray) -> dict[tuple[str, int], float]:
+        """``offset_`` of every score method that one pass over the training rows gives.
+
+        Keys are ``(score_method, map_steps)``. The three cheap methods share
+        one pass; ``"laplace"`` is added only when it is the fitted method.
+        """
+        steps = self._check_score_settings()
+
+        def terms(x: Tensor) -> tuple[Tensor, Tensor]:
+            z = self._map_codes(x, steps)
+            return self._log_likelihood(x, z), self._log_prior(z)
+
+        log_likelihood, log_prior = self._map_batches(terms, X)
+        scores = {"combined": log_likelihood + log_prior, "latent": log_prior, "reconstruction": log_likelihood}
+        if self.score_method == "laplace":
+            scores["laplace"] = self._score_samples(X)
+        return {(method, steps): self._offset_from(values) for method, values in scores.items()}
+
+    @property
+    def offset_(self) -> float:
+        """The ``contamination`` quantile of the training scores under the current ``score_method``.
+
+        Offsets of ``"combined"``, ``"latent"`` and ``"reconstruction"`` are
+        computed at fit, so ``set_params(score_method=...)`` on a fitted model
+        keeps ``predict`` consistent; ``"laplace"`` (or other ``map_steps``)
+        needs a fit with those settings.
+        """
+        check_is_fitted(self, "offsets_")
+        key = (self.score_method, self._check_score_settings())
+        if key not in self.offsets_:
+            fitted = ", ".join(f"{m!r} (map_steps={k})" for m, k in self.offsets_)
+            raise ValueError(
+                f"offset_ for score_method={key[0]!r} with map_steps={key[1]} was not computed at fit "
+                f"(available: {fitted}); refit with these settings to use decision_function or predict."
+            )
+        return self.offsets_[key]
 
     # ------------------------------------------------------------- internals
     @property

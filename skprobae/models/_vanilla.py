@@ -205,7 +205,7 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         self.latent_covariance_ = (
             np.atleast_2d(np.cov(codes, rowvar=False)) if len(codes) > 1 else np.zeros((self.n_components,) * 2)
         )
-        self._set_offset(scores)
+        self.offset_ = self._offset_from(scores)
         return self
 
     def _codes_and_scores(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -205,3 +205,16 @@ def test_diverging_flow_raises_instead_of_nan_scores(images):
             parameter.fill_(float("nan"))
     with pytest.warns(RuntimeWarning), pytest.raises(TrainingDivergedError, match=r"PAE.*epoch 1"):
         PAE(**{**FAST, "max_epochs": 1, "flow": broken}).fit(images[0][:100])
+
+
+def test_offset_follows_score_method(pae, images):
+    X_train, X_test = images
+    model = copy.deepcopy(pae)
+    for method in ("combined", "latent", "reconstruction"):
+        model.set_params(score_method=method)
+        training_scores = model.score_samples(X_train)
+        assert model.offset_ == pytest.approx(np.percentile(training_scores, 10))
+        assert (model.predict(X_train) == -1).mean() == pytest.approx(0.1, abs=0.01)
+    model.set_params(score_method="laplace")
+    with pytest.raises(ValueError, match="refit with these settings"):
+        model.predict(X_test)
