@@ -8,7 +8,9 @@ placeholder ``y``. Two things make it fast and safe:
   already lives on the training device (no per-row ``Dataset.__getitem__``
   and ``collate``, which is what makes a default skorch net slow);
 * :meth:`LikelihoodNet.run_single_epoch` sums the loss on the device, syncs
-  once per epoch, and if the epoch ends with a non-finite loss or weights it
+  once per epoch (a module may also expose a ``loss_terms`` dict of scalar
+  tensors, set by its ``loss``; their epoch means are recorded as
+  ``train_<name>`` / ``valid_<name>`` in the history), and if the epoch ends with a non-finite loss or weights it
   restores the weights from the start of the epoch, divides the learning rate
   by 10 and runs the epoch again, or raises :class:`TrainingDivergedError`
   naming the epoch once that has failed ``max_lr_reductions`` times.
@@ -122,21 +124,25 @@ class LikelihoodNet(NeuralNet):
             return
         snapshot = self._snapshot() if training else None
         for attempt in range(self.max_lr_reductions + 1):
-            total, count, batch_count = None, 0, 0
+            totals: dict[str, torch.Tensor] = {}
+            count, batch_count = 0, 0
             for batch in iterator:
                 self.notify("on_batch_begin", batch=batch, training=training)
                 step = step_fn(batch, **fit_params)
                 n = len(batch[0])
-                batch_loss = step["loss"].detach() * n
-                total = batch_loss if total is None else total + batch_loss
+                terms = {"loss": step["loss"], **getattr(self.module_, "loss_terms", {})}
+                for name, value in terms.items():
+                    weighted = value.detach() * n
+                    totals[name] = totals[name] + weighted if name in totals else weighted
                 count += n
                 batch_count += 1
                 self.notify("on_batch_end", batch=batch, training=training, **step)
-            loss = total.item() / count
+            loss = totals["loss"].item() / count
             if not training or (math.isfinite(loss) and self._weights_finite()):
                 break
             self._recover(snapshot, attempt)
-        self.history.record(prefix + "_loss", loss)
+        for name, total in totals.items():
+            self.history.record(f"{prefix}_{name}", loss if name == "loss" else total.item() / count)
         self.history.record(prefix + "_batch_count", batch_count)
 
     def _recover(self, snapshot: tuple[dict, dict], attempt: int) -> None:

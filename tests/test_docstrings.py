@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-MODULES = ["skprobae.models._vanilla", "skprobae.models._pae"]
+MODULES = ["skprobae.models._vanilla", "skprobae.models._pae", "skprobae.models._vae"]
 
 
 @pytest.mark.parametrize("name", MODULES)

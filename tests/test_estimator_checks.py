@@ -2,7 +2,7 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skprobae import PAE, ProbabilisticAutoencoder
+from skprobae import PAE, VAE, ProbabilisticAutoencoder
 
 SMALL = {"n_components": 2, "hidden_layer_sizes": (8,), "max_epochs": 5, "random_state": 0}
 
@@ -13,6 +13,15 @@ ESTIMATORS = [
     ProbabilisticAutoencoder(distribution="normal_diag", n_mixtures=3, **SMALL),
     PAE(flow_max_epochs=3, flow_hidden_layer_sizes=(8,), **SMALL),
     PAE(score_method="latent", flow_max_epochs=3, flow_hidden_layer_sizes=(8,), **SMALL),
+    VAE(n_importance_samples=16, **SMALL),
+    VAE(
+        posterior_flow="iaf",
+        prior_flow="maf",
+        flow_transforms=2,
+        flow_hidden_layer_sizes=(8,),
+        n_importance_samples=16,
+        **SMALL,
+    ),
 ]
 
 

@@ -71,8 +71,8 @@ class ConvEncoder(nn.Module):
         self.head = make_mlp(c * h * w, hidden_layer_sizes, n_components, activation)
 
     def forward(self, x: Tensor) -> Tensor:
-        features = self.convolutions(x.view(-1, *self.image_shape))
-        return self.head(features.flatten(1))
+        features = self.convolutions(x.reshape(-1, *self.image_shape))
+        return self.head(features.flatten(1)).unflatten(0, x.shape[:-1])
 
 
 class ConvDecoder(nn.Module):
@@ -134,6 +134,9 @@ class ConvDecoder(nn.Module):
         self.extra = nn.Linear(width, self.n_extra) if self.n_extra else None
 
     def forward(self, z: Tensor) -> Tensor:
+        return self._decode(z.reshape(-1, z.shape[-1])).unflatten(0, z.shape[:-1])
+
+    def _decode(self, z: Tensor) -> Tensor:
         hidden = self.trunk(z)
         n = hidden.shape[0]
         if self.feature_channels:
@@ -156,18 +159,24 @@ def build_networks(
     activation: str,
     image_shape: Sequence[int] | None = None,
     channels: Sequence[int] = (32, 64),
+    encoder_outputs: int | None = None,
 ) -> tuple[nn.Module, nn.Module]:
-    """Encoder and decoder for ``architecture`` ``"mlp"`` or ``"conv"`` feeding ``head``."""
+    """Encoder and decoder for ``architecture`` ``"mlp"`` or ``"conv"`` feeding ``head``.
+
+    The encoder emits ``encoder_outputs`` values (default ``n_components``; a
+    variational encoder asks for ``2 * n_components``: means and scales).
+    """
     hidden = tuple(hidden_layer_sizes)
+    n_out = encoder_outputs or n_components
     if architecture == "mlp":
         return (
-            make_mlp(n_features, hidden, n_components, activation),
+            make_mlp(n_features, hidden, n_out, activation),
             make_mlp(n_components, hidden[::-1], head.n_params, activation),
         )
     if architecture == "conv":
         shape = parse_image_shape(image_shape, n_features)
         return (
-            ConvEncoder(shape, n_components, channels, hidden, activation),
+            ConvEncoder(shape, n_out, channels, hidden, activation),
             ConvDecoder(n_components, shape, head, channels, hidden, activation),
         )
     raise ValueError(f"architecture must be 'mlp' or 'conv', got {architecture!r}.")

@@ -1,0 +1,123 @@
+import copy
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.decomposition import PCA
+
+from skprobae import VAE
+
+FAST = {"n_components": 4, "hidden_layer_sizes": (32,), "max_epochs": 5, "random_state": 0}
+
+
+@pytest.fixture(scope="module")
+def digits01():
+    return load_digits().data[:600] / 16
+
+
+@pytest.fixture(scope="module")
+def ppca_data():
+    """A linear-Gaussian model: x = W z + mu + unit noise, z ~ N(0, I_2)."""
+    rng = np.random.default_rng(0)
+    W, mu = 2 * rng.normal(size=(5, 2)), rng.normal(size=5)
+    X = rng.normal(size=(4000, 2)) @ W.T + mu + rng.normal(size=(4000, 5))
+    return X[:3000], X[3000:]
+
+
+def test_iwae_approaches_exact_ppca_likelihood(ppca_data):
+    X_train, X_test = ppca_data
+    exact = PCA(n_components=2).fit(X_train).score_samples(X_test)
+    vae = VAE(
+        n_components=2,
+        hidden_layer_sizes=(),  # linear encoder and decoder: the VAE is probabilistic PCA
+        distribution="normal",
+        learning_rate=1e-2,
+        max_epochs=300,
+        n_iter_no_change=20,
+        random_state=0,
+    ).fit(X_train)
+    gaps, rms = {}, {}
+    for n_samples in (1, 10, 1000):
+        error = exact - vae.set_params(n_importance_samples=n_samples).score_samples(X_test)
+        gaps[n_samples], rms[n_samples] = float(np.mean(error)), float(np.sqrt(np.mean(error**2)))
+    # The linear VAE's optimum has a diagonal posterior, so even the ELBO (S=1) is nearly tight:
+    # the mean gap is small at every S and shrinks to Monte-Carlo noise, the per-row error shrinks.
+    assert abs(gaps[1000]) < 0.02 and gaps[1] > gaps[1000]
+    assert rms[1] > rms[10] > rms[1000]
+    assert rms[1000] < 0.1
+
+
+def test_history_records_elbo_terms_and_capacity_holds_kl(digits01):
+    free = VAE(**{**FAST, "max_epochs": 20}).fit(digits01)
+    for key in ("train_reconstruction", "train_kl", "valid_reconstruction", "valid_kl"):
+        assert np.isfinite(free.history_[:, key]).all()
+    np.testing.assert_allclose(
+        free.history_[-1, "train_loss"],
+        free.history_[-1, "train_reconstruction"] + free.history_[-1, "train_kl"],
+        rtol=1e-5,  # float32 epoch sums
+    )
+    target = 3.0
+    held = VAE(**{**FAST, "max_epochs": 40, "beta": 20.0, "capacity": target, "n_iter_no_change": None})
+    held.fit(digits01)
+    assert abs(held.history_[-1, "train_kl"] - target) < 0.5
+    assert free.history_[-1, "train_kl"] > target + 2  # unconstrained, the KL is far from it
+
+
+def test_scores_are_deterministic_and_finite(digits01):
+    vae = VAE(**FAST).fit(digits01)
+    first = vae.score_samples(digits01[:50])
+    np.testing.assert_array_equal(first, vae.score_samples(digits01[:50]))
+    np.testing.assert_array_equal(first[10:20], vae.score_samples(digits01[10:20]))
+    assert first.dtype == np.float64 and np.isfinite(first).all()
+
+
+def test_iwae_is_above_the_elbo_on_average(digits01):
+    vae = VAE(**{**FAST, "max_epochs": 15}).fit(digits01)
+    one = copy.deepcopy(vae).set_params(n_importance_samples=1).score(digits01)
+    many = vae.set_params(n_importance_samples=200).score(digits01)
+    assert many > one
+
+
+@pytest.mark.parametrize(
+    "flows", [{"posterior_flow": "iaf"}, {"prior_flow": "maf"}, {"posterior_flow": "iaf", "prior_flow": "maf"}]
+)
+def test_flow_posterior_and_prior(digits01, flows):
+    vae = VAE(**FAST, **flows, flow_transforms=2, flow_hidden_layer_sizes=(16,), n_importance_samples=32)
+    vae.fit(digits01)
+    assert np.isfinite(vae.score_samples(digits01[:30])).all()
+    assert vae.sample(6, random_state=0).shape == (6, 64)
+    np.testing.assert_array_equal(vae.sample(6, random_state=0), vae.sample(6, random_state=0))
+    assert vae.transform(digits01[:3]).shape == (3, 4)
+
+
+def test_methods_shapes(digits01):
+    vae = VAE(**FAST).fit(digits01)
+    point, std = vae.reconstruct(digits01[:5], return_std=True)
+    assert point.shape == std.shape == (5, 64) and (std > 0).all()
+    draws = vae.sample_reconstructions(digits01[:3], n_samples=7, random_state=0)
+    assert draws.shape == (3, 7, 64)
+    np.testing.assert_allclose(vae.inverse_transform(vae.transform(digits01[:5])), point)
+    with pytest.raises(ValueError, match="n_components=4"):
+        vae.inverse_transform(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="temperature"):
+        vae.sample(2, temperature=0)
+
+
+def test_conv_vae_on_digit_images(digits01):
+    vae = VAE(**FAST, architecture="conv", image_shape=(8, 8), n_importance_samples=16).fit(digits01[:200])
+    assert np.isfinite(vae.score_samples(digits01[:20])).all()
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"beta": -1.0}, "beta"),
+        ({"capacity": -0.5}, "capacity"),
+        ({"posterior_flow": "nvp"}, "posterior_flow"),
+        ({"prior_flow": "realnvp"}, "prior_flow"),
+        ({"n_importance_samples": 0}, "n_importance_samples"),
+    ],
+)
+def test_bad_parameters(digits01, params, match):
+    with pytest.raises(ValueError, match=match):
+        VAE(**{**FAST, **params}).fit(digits01[:20])
