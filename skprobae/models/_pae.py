@@ -388,14 +388,17 @@ class PAE(BaseAutoencoder):
         def decoder_and_base(codes: Tensor) -> tuple[Tensor, Tensor]:
             return self._decode(codes), self._flow.to_base((codes - mean) / scale)[0]
 
+        # Forward-mode AD needs no autograd graph: running it without one keeps
+        # memory at one decoder pass instead of K retained graphs.
         decoder_columns, base_columns = [], []
-        with torch.enable_grad():
+        z = z.detach()
+        with torch.no_grad():
             for j in range(z.shape[1]):
                 tangent = torch.zeros_like(z)
                 tangent[:, j] = 1.0
                 _, (d_decoder, d_base) = jvp(decoder_and_base, (z,), (tangent,))
-                decoder_columns.append(d_decoder)
-                base_columns.append(d_base)
+                decoder_columns.append(d_decoder.detach())
+                base_columns.append(d_base.detach())
         J_g = torch.stack(decoder_columns, -1) / self._tensor(self.sigma_)[:, None]  # (n, d, K)
         J_b = torch.stack(base_columns, -1)  # (n, K, K)
         hessian = J_b.mT @ J_b + J_g.mT @ J_g
