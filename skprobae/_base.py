@@ -18,7 +18,7 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin
-from sklearn.utils import check_random_state
+from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch.callbacks import EarlyStopping, ProgressBar
@@ -124,6 +124,27 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
                 "rescale X, e.g. with StandardScaler."
             )
         return X
+
+    def _check_codes(self, Z) -> np.ndarray:
+        """Latent codes for ``inverse_transform``: 2-D, finite, ``n_components`` columns."""
+        Z = check_array(Z, dtype=[np.float64, np.float32])
+        if Z.shape[1] != self.n_components:
+            raise ValueError(
+                f"Z has {Z.shape[1]} columns, but {type(self).__name__} has n_components={self.n_components}."
+            )
+        return Z
+
+    @staticmethod
+    def _check_n_samples(n_samples) -> int:
+        if not isinstance(n_samples, Integral) or isinstance(n_samples, bool) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+        return int(n_samples)
+
+    @staticmethod
+    def _check_temperature(temperature) -> float:
+        if not isinstance(temperature, Real) or isinstance(temperature, bool) or temperature <= 0:
+            raise ValueError(f"temperature must be a positive number, got {temperature!r}.")
+        return float(temperature)
 
     def _flatten_images(self, X: np.ndarray) -> np.ndarray:
         """Accept ``(n, C, H, W)`` or ``(n, H, W)`` arrays matching ``image_shape`` as flat rows."""

@@ -8,7 +8,6 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import Tensor, nn
@@ -419,13 +418,6 @@ class PAE(BaseAutoencoder):
     def _score_samples(self, X: np.ndarray) -> np.ndarray:
         return self._map_batches(self._scores, X)
 
-    def _check_codes(self, Z) -> np.ndarray:
-        Z = check_array(Z, dtype=[np.float64, np.float32])
-        if Z.shape[1] != self.n_components:
-            raise ValueError(f"Z has {Z.shape[1]} columns, but PAE has n_components={self.n_components}.")
-        return Z
-
-    # ----------------------------------------------------------------- public
     def score_samples(self, X) -> np.ndarray:
         """Outlier score or log-density of each row, per ``score_method`` (higher = more normal).
 
@@ -501,11 +493,8 @@ class PAE(BaseAutoencoder):
         X : ndarray of shape (n_samples, n_features)
         """
         check_is_fitted(self)
-        if not isinstance(n_samples, Integral) or isinstance(n_samples, bool) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
-        if not isinstance(temperature, Real) or temperature <= 0:
-            raise ValueError(f"temperature must be a positive number, got {temperature!r}.")
+        n_samples, temperature = self._check_n_samples(n_samples), self._check_temperature(temperature)
         with torch_seeded(draw_seed(random_state), self._device), torch.no_grad():
-            standardized = self._flow.sample(int(n_samples), float(temperature))
+            standardized = self._flow.sample(n_samples, temperature)
             codes = standardized * self._tensor(self.latent_scale_) + self._tensor(self.latent_mean_)
         return self._map_batches(self._decode, to_numpy(codes))

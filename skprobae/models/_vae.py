@@ -8,7 +8,6 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 import zuko
-from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import Tensor, nn
@@ -320,19 +319,6 @@ class VAE(BaseAutoencoder):
         noise = self._importance_noise()
         return self._map_batches(lambda x: self._iwae(x, noise), X)
 
-    def _check_codes(self, Z) -> np.ndarray:
-        Z = check_array(Z, dtype=[np.float64, np.float32])
-        if Z.shape[1] != self.n_components:
-            raise ValueError(f"Z has {Z.shape[1]} columns, but VAE has n_components={self.n_components}.")
-        return Z
-
-    @staticmethod
-    def _check_n_samples(n_samples) -> int:
-        if not isinstance(n_samples, Integral) or isinstance(n_samples, bool) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
-        return int(n_samples)
-
-    # ----------------------------------------------------------------- public
     def score_samples(self, X) -> np.ndarray:
         """IWAE estimate of ``log p(x)`` with ``n_importance_samples`` draws (higher = more normal).
 
@@ -396,11 +382,9 @@ class VAE(BaseAutoencoder):
         X : ndarray of shape (n_samples, n_features)
         """
         check_is_fitted(self)
-        n_samples = self._check_n_samples(n_samples)
-        if not isinstance(temperature, Real) or temperature <= 0:
-            raise ValueError(f"temperature must be a positive number, got {temperature!r}.")
+        n_samples, temperature = self._check_n_samples(n_samples), self._check_temperature(temperature)
         with torch_seeded(draw_seed(random_state), self._device), torch.no_grad():
-            u = float(temperature) * torch.randn(n_samples, self.n_components, dtype=torch.float64, device=self._device)
+            u = temperature * torch.randn(n_samples, self.n_components, dtype=torch.float64, device=self._device)
             prior = self._module.prior_flow
             z = u if prior is None else prior.from_base(u)
         return self._map_batches(self._decode, to_numpy(z))

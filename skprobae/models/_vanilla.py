@@ -6,7 +6,6 @@ from numbers import Integral
 
 import numpy as np
 import torch
-from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
@@ -222,15 +221,6 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         """Raw decoder output for inputs (or, with ``latent``, for codes)."""
         return self._module.decoder(batch) if latent else self._module(batch)
 
-    def _check_codes(self, Z) -> np.ndarray:
-        Z = check_array(Z, dtype=[np.float64, np.float32])
-        if Z.shape[1] != self.n_components:
-            raise ValueError(
-                f"Z has {Z.shape[1]} columns, but {type(self).__name__} has n_components={self.n_components}."
-            )
-        return Z
-
-    # ------------------------------------------------------------------ public
     def transform(self, X) -> np.ndarray:
         """Latent codes of ``X``.
 
@@ -367,9 +357,3 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         scores : ndarray of shape (n_samples,), float64
         """
         return super().score_samples(X)
-
-    @staticmethod
-    def _check_n_samples(n_samples) -> int:
-        if not isinstance(n_samples, Integral) or isinstance(n_samples, bool) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
-        return int(n_samples)
