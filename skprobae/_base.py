@@ -109,6 +109,9 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
         sizes = self.hidden_layer_sizes
         if not all(isinstance(s, Integral) and not isinstance(s, bool) and s >= 1 for s in sizes):
             raise ValueError(f"hidden_layer_sizes must be a tuple of positive integers, got {sizes!r}.")
+        channels = getattr(self, "conv_channels", (1,))
+        if not channels or not all(isinstance(c, Integral) and not isinstance(c, bool) and c >= 1 for c in channels):
+            raise ValueError(f"conv_channels must be a non-empty tuple of positive integers, got {channels!r}.")
         X = self._check_X(X, reset=True)
         if self.image_shape is not None or self.architecture == "conv":
             parse_image_shape(self.image_shape, X.shape[1])

@@ -5,7 +5,13 @@ import importlib
 
 import pytest
 
-MODULES = ["skprobae.models._vanilla", "skprobae.models._pae", "skprobae.models._vae"]
+MODULES = [
+    "skprobae.models._vanilla",
+    "skprobae.models._pae",
+    "skprobae.models._vae",
+    "skprobae.models._aef",
+    "skprobae.metrics",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -2,7 +2,7 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skprobae import PAE, VAE, ProbabilisticAutoencoder
+from skprobae import AEF, PAE, VAE, ProbabilisticAutoencoder
 
 SMALL = {"n_components": 2, "hidden_layer_sizes": (8,), "max_epochs": 5, "random_state": 0}
 
@@ -22,6 +22,8 @@ ESTIMATORS = [
         n_importance_samples=16,
         **SMALL,
     ),
+    AEF(flow_transforms=2, flow_hidden_layer_sizes=(8,), n_importance_samples=16, **SMALL),
+    AEF(partition="random", flow_transforms=2, flow_hidden_layer_sizes=(8,), **SMALL),
 ]
 
 

@@ -1,7 +1,8 @@
 """The estimators, one module each."""
 
+from ._aef import AEF
 from ._pae import PAE
 from ._vae import VAE
 from ._vanilla import ProbabilisticAutoencoder
 
-__all__ = ["PAE", "VAE", "ProbabilisticAutoencoder"]
+__all__ = ["AEF", "PAE", "VAE", "ProbabilisticAutoencoder"]

@@ -130,6 +130,8 @@ class VAE(BaseAutoencoder):
         Networks, as for :class:`~skprobae.ProbabilisticAutoencoder`; the
         encoder emits ``2 * n_components`` values. ``hidden_layer_sizes=()``
         gives linear maps.
+    conv_channels : tuple of int, default=(32, 64)
+        Channels of the stride-2 convolutions for ``architecture="conv"``.
     distribution : str, default="normal_diag"
         Decoder likelihood, any registered name (``"mse"`` is a unit-variance
         normal trained on the mean squared error scale).
@@ -181,6 +183,7 @@ class VAE(BaseAutoencoder):
         **BaseAutoencoder._parameter_constraints,
         "distribution": [StrOptions(DISTRIBUTION_NAMES)],
         "n_mixtures": [Interval(Integral, 1, None, closed="left")],
+        "conv_channels": [tuple, list],
         "beta": [Interval(Real, 0, None, closed="left")],
         "capacity": [Interval(Real, 0, None, closed="left")],
         "posterior_flow": [StrOptions({"iaf"}), None],
@@ -197,6 +200,7 @@ class VAE(BaseAutoencoder):
         image_shape=None,
         hidden_layer_sizes=(128,),
         activation="relu",
+        conv_channels=(32, 64),
         distribution="normal_diag",
         n_mixtures=1,
         beta=1.0,
@@ -223,6 +227,7 @@ class VAE(BaseAutoencoder):
         self.image_shape = image_shape
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
+        self.conv_channels = conv_channels
         self.distribution = distribution
         self.n_mixtures = n_mixtures
         self.beta = beta
@@ -270,6 +275,7 @@ class VAE(BaseAutoencoder):
                 self.hidden_layer_sizes,
                 self.activation,
                 self.image_shape,
+                channels=tuple(self.conv_channels),
                 encoder_outputs=2 * k,
             )
             posterior = (
