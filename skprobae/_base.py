@@ -297,6 +297,14 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
         return np.concatenate(outputs)
 
     # ---------------------------------------------------------- outlier contract
+    _offset_max_rows = 20_000
+
+    def _offset_rows(self, X: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
+        """Training rows for ``offset_``: all, or a seeded subsample of ``_offset_max_rows`` when scoring is costly."""
+        if len(X) <= self._offset_max_rows:
+            return X
+        return X[np.sort(rng.permutation(len(X))[: self._offset_max_rows])]
+
     def _offset_from(self, training_scores: np.ndarray) -> float:
         """The ``contamination`` quantile of the training scores, which must be finite."""
         bad = ~np.isfinite(training_scores)

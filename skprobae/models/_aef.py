@@ -21,7 +21,8 @@ _SOFTPLUS_INV_1 = math.log(math.e - 1)  # raw value whose softplus is 1
 PARTITIONS = ("linear", "random", "center", "corner")
 # Proposal scales tried for the importance sampler, relative to the RMS of the expansion features.
 _PROPOSAL_GRID = np.geomspace(1e-4, 1.0, 9)
-_PROPOSAL_ROWS = 128
+_PROPOSAL_ROWS = 64
+_PROPOSAL_SAMPLES = 32
 
 
 def core_indices(
@@ -307,6 +308,8 @@ class AEF(BaseAutoencoder):
         core features).
     n_iter_ : int
     offset_ : float
+        The ``contamination`` quantile of the training scores (of a seeded
+        subsample of 1,000 training rows when there are more).
     n_features_in_ : int
 
     See Also
@@ -324,6 +327,8 @@ class AEF(BaseAutoencoder):
     >>> aef.sample(3, random_state=0).shape
     (3, 64)
     """
+
+    _offset_max_rows = 1_000  # each score costs n_importance_samples decoder passes
 
     _parameter_constraints: dict = {
         **BaseAutoencoder._parameter_constraints,
@@ -467,7 +472,7 @@ class AEF(BaseAutoencoder):
             rows = valid_idx if len(valid_idx) else train_idx
             rows = rows[rng.permutation(len(rows))[:_PROPOSAL_ROWS]]
             self.importance_scale_ = self._choose_proposal_scale(X[rows])
-        self.offset_ = self._offset_from(self._score_samples(X))
+        self.offset_ = self._offset_from(self._score_samples(self._offset_rows(X, rng)))
         return self
 
     # ------------------------------------------------------------- internals
@@ -502,7 +507,7 @@ class AEF(BaseAutoencoder):
 
     def _choose_proposal_scale(self, X: np.ndarray) -> float:
         """The grid scale (relative to the RMS of ``h(y)``) with the highest mean estimate on ``X``."""
-        noise = self._importance_noise(min(self.n_importance_samples, 64))
+        noise = self._importance_noise(min(self.n_importance_samples, _PROPOSAL_SAMPLES))
         with torch.no_grad():
             x = torch.tensor(X, dtype=torch.float64, device=self._device)
             y, _ = self._module.preprocess(x)

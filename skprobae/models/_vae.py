@@ -161,6 +161,8 @@ class VAE(BaseAutoencoder):
         the ``valid_`` versions; a KL near 0 flags posterior collapse.
     n_iter_ : int
     offset_ : float
+        The ``contamination`` quantile of the training scores (of a seeded
+        subsample of 1,000 training rows when there are more).
     n_features_in_ : int
 
     See Also
@@ -178,6 +180,8 @@ class VAE(BaseAutoencoder):
     >>> vae.history_[-1, "train_kl"] > 0
     True
     """
+
+    _offset_max_rows = 1_000  # each score costs n_importance_samples decoder passes
 
     _parameter_constraints: dict = {
         **BaseAutoencoder._parameter_constraints,
@@ -292,7 +296,7 @@ class VAE(BaseAutoencoder):
 
         rng, _, _ = self._fit_module(build_module, X)
         self._importance_seed = int(rng.randint(np.iinfo(np.int32).max))
-        self.offset_ = self._offset_from(self._score_samples(X))
+        self.offset_ = self._offset_from(self._score_samples(self._offset_rows(X, rng)))
         return self
 
     # ------------------------------------------------------------- internals

@@ -1,0 +1,68 @@
+"""What every benchmark report states: the command, the machine, the versions, the date."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from importlib import metadata
+
+import numpy as np
+import torch
+
+import skprobae
+
+BASE_PACKAGES = ("scikit-learn", "skorch", "zuko")
+
+
+def git_revision() -> str:
+    """Short commit hash, noting uncommitted changes to the library."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "skprobae"], capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    changed = dirty.stdout.strip().splitlines()
+    return rev.stdout.strip() + (f" (skprobae/ has {len(changed)} uncommitted changes)" if changed else "")
+
+
+def machine_description(device: str = "cpu") -> str:
+    gpu = f" ({torch.cuda.get_device_name(0)})" if device.startswith("cuda") and torch.cuda.is_available() else ""
+    return (
+        f"{platform.platform()}, os.cpu_count()={os.cpu_count()}, torch {torch.__version__} "
+        f"(get_num_threads()={torch.get_num_threads()}), device {device}{gpu}, Python {platform.python_version()}"
+    )
+
+
+def package_versions(extra: tuple[str, ...] = ()) -> str:
+    versions = [f"skprobae {skprobae.__version__}"]
+    for name in (*BASE_PACKAGES, *extra):
+        try:
+            versions.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{name} (not installed)")
+    return ", ".join([*versions, f"numpy {np.__version__}"])
+
+
+def run_details(elapsed_s: float, device: str = "cpu", extra_packages: tuple[str, ...] = ()) -> str:
+    """Markdown bullet list: command, date, wall time, machine, packages, commit."""
+    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    return "\n".join(
+        [
+            f"- Command: `{command}`",
+            f"- Date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}; "
+            f"wall time {elapsed_s / 60:.1f} min",
+            f"- Machine: {machine_description(device)}",
+            f"- Packages: {package_versions(extra_packages)}",
+            f"- Commit: {git_revision()}",
+        ]
+    )
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
