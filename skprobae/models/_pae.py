@@ -9,7 +9,7 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import Tensor, nn
 from torch.func import jvp
 
@@ -17,6 +17,7 @@ from .._base import BaseAutoencoder, draw_seed, resolve_device, to_numpy, torch_
 from ..distributions import DISTRIBUTION_NAMES, make_distribution
 from ..flows import FLOW_NAMES, FlowAdapter, LatentFlow, build_flow
 from ..nn import Autoencoder, build_networks
+from ._posterior import PosteriorSettings, posterior_draws
 
 SCORE_METHODS = ("combined", "latent", "reconstruction", "laplace")
 _LOG_2PI = math.log(2 * math.pi)
@@ -269,6 +270,7 @@ class PAE(BaseAutoencoder):
         codes, reconstructions = self._map_batches(self._codes_and_reconstructions, X)
         fit_rows = train_idx if len(train_idx) else np.arange(len(X))
         std = codes[fit_rows].std(axis=0)
+        self.feature_mean_ = X[fit_rows].mean(axis=0)
         self.latent_mean_ = codes[fit_rows].mean(axis=0)
         self.latent_scale_ = np.maximum(std, 1e-6 * max(std.max(), 1.0))
         held_out = valid_idx if len(valid_idx) else fit_rows
@@ -498,3 +500,171 @@ class PAE(BaseAutoencoder):
             standardized = self._flow.sample(n_samples, temperature)
             codes = standardized * self._tensor(self.latent_scale_) + self._tensor(self.latent_mean_)
         return self._map_batches(self._decode, to_numpy(codes))
+
+    # ------------------------------------------------------ posterior inference
+    def _corrupted_input(self, X, allow_missing: bool) -> np.ndarray:
+        check_is_fitted(self)
+        if isinstance(X, np.ndarray) and X.ndim > 2:
+            X = self._flatten_images(X)
+        finite = "allow-nan" if allow_missing else True
+        return validate_data(self, X, reset=False, dtype=[np.float64, np.float32], ensure_all_finite=finite)
+
+    def _noise_std(self, noise_std) -> np.ndarray:
+        values = np.asarray(noise_std, dtype=np.float64)
+        if values.ndim == 0:
+            values = np.full(self.n_features_in_, float(values))
+        if values.shape != (self.n_features_in_,):
+            raise ValueError(
+                f"noise_std must be a scalar or an array of shape ({self.n_features_in_},), got shape {values.shape}."
+            )
+        if not np.isfinite(values).all() or (values < 0).any():
+            raise ValueError("noise_std must be finite and >= 0 (the std of the Gaussian noise on each feature).")
+        return values
+
+    def _posterior(
+        self, X: np.ndarray, noise_std: np.ndarray, n_restarts: int, n_samples: int, n_steps: int, random_state
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Posterior mean, std and (if ``n_samples`` draws are wanted) draws of the clean rows of ``X``."""
+        for name, value in (("n_restarts", n_restarts), ("n_samples", n_samples)):
+            if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        if not isinstance(n_steps, Integral) or isinstance(n_steps, bool) or n_steps < 0:
+            raise ValueError(f"n_steps must be a non-negative integer, got {n_steps!r}.")
+        K, d = self.n_components, self.n_features_in_
+        generator = torch.Generator().manual_seed(draw_seed(random_state))
+        restart_noise = torch.randn(n_restarts - 1, K, generator=generator, dtype=torch.float64)
+        draw_uniform = torch.rand(n_samples, generator=generator, dtype=torch.float64)
+        draw_noise = torch.randn(n_samples, K, generator=generator, dtype=torch.float64)
+        clean_noise = torch.randn(n_samples, d, generator=generator, dtype=torch.float64)
+        restart_noise, draw_uniform, draw_noise, clean_noise = (
+            t.to(self._device) for t in (restart_noise, draw_uniform, draw_noise, clean_noise)
+        )
+        settings = PosteriorSettings(n_restarts, n_steps, self.map_learning_rate, n_samples)
+        mean, scale = self._tensor(self.latent_mean_), self._tensor(self.latent_scale_)
+        sigma, noise = self._tensor(self.sigma_), self._tensor(noise_std)
+        fill = self._tensor(self.feature_mean_)
+
+        def decode(u: Tensor) -> Tensor:
+            return self._decode(self._flow.from_base(u) * scale + mean)
+
+        rows_per_batch = max(1, 2**22 // (n_restarts * d * (K + 1) + n_samples * (d + K * K)))
+        means, stds, draws = [], [], []
+        for start in range(0, len(X), rows_per_batch):
+            x = self._tensor(X[start : start + rows_per_batch])
+            observed = ~torch.isnan(x)
+            with torch.no_grad():
+                filled = torch.where(observed, x, fill)
+                u0 = self._flow.to_base((self._module.encoder(filled) - mean) / scale)[0]
+            posterior = posterior_draws(
+                decode, u0, x, observed, sigma, noise, restart_noise, draw_uniform, draw_noise, settings
+            )
+            post_mean, post_std = posterior.moments()
+            means.append(to_numpy(post_mean))
+            stds.append(to_numpy(post_std))
+            draws.append(to_numpy(posterior.draws(clean_noise)))
+        return np.concatenate(means), np.concatenate(stds), np.concatenate(draws)
+
+    def impute(self, X, return_std: bool = False, *, n_restarts=4, n_samples=100, n_steps=200, random_state=0):
+        """Fill missing entries (NaN) with their posterior mean given the observed ones.
+
+        The posterior is computed in the flow's base space (Eq. 13 with the
+        missing entries left out of the likelihood): MAP from ``n_restarts``
+        starts, a Laplace Gaussian at each distinct mode weighted by its
+        evidence, ``n_samples`` draws decoded; a missing entry's std adds the
+        model noise ``sigma_`` to the spread of the decoded draws. Rows with
+        nothing missing are returned unchanged (std 0); rows with everything
+        missing get the prior's mean and spread.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            NaN marks a missing entry.
+        return_std : bool, default=False
+        n_restarts : int, default=4
+            MAP starts: the encoding of the row with missing entries set to the
+            training means, plus seeded draws from the prior.
+        n_samples : int, default=100
+            Posterior draws behind the mean and std.
+        n_steps : int, default=200
+            Adam steps of the MAP search (learning rate ``map_learning_rate``).
+        random_state : int, RandomState or None, default=0
+            Fixed by default so repeated calls agree; the random numbers are
+            shared by the rows, so a row's result does not depend on the others.
+
+        Returns
+        -------
+        X_filled : ndarray of shape (n_samples, n_features)
+        X_std : ndarray of shape (n_samples, n_features), only if ``return_std``
+            Posterior std of the filled entries, 0 for observed ones.
+        """
+        X = self._corrupted_input(X, allow_missing=True)
+        missing = np.isnan(X)
+        rows = missing.any(axis=1)
+        filled, std = X.astype(np.float64), np.zeros(X.shape)
+        if rows.any():
+            mean, post_std, _ = self._posterior(
+                X[rows], np.zeros(X.shape[1]), n_restarts, n_samples, n_steps, random_state
+            )
+            filled[rows] = np.where(missing[rows], mean, X[rows])
+            std[rows] = np.where(missing[rows], post_std, 0.0)
+        return (filled, std) if return_std else filled
+
+    def denoise(
+        self, X, noise_std, return_std: bool = False, *, n_restarts=4, n_samples=100, n_steps=200, random_state=0
+    ):
+        """Posterior mean of the clean rows given rows corrupted by Gaussian noise of std ``noise_std`` (Eq. 14).
+
+        The likelihood variance is ``sigma_**2 + noise_std**2``. Given a
+        posterior draw of the code, each clean entry is Gaussian between the
+        decoded value and the noisy one, weighted by the two variances.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Noisy rows, no NaN (use :meth:`impute` or :meth:`sample_posterior`
+            for missing entries).
+        noise_std : float or array-like of shape (n_features,)
+            Std of the corruption, >= 0.
+        return_std : bool, default=False
+        n_restarts, n_samples, n_steps, random_state
+            As for :meth:`impute`.
+
+        Returns
+        -------
+        X_clean : ndarray of shape (n_samples, n_features)
+        X_std : ndarray of shape (n_samples, n_features), only if ``return_std``
+        """
+        check_is_fitted(self)
+        noise_std = self._noise_std(noise_std)
+        X_checked = self._corrupted_input(X, allow_missing=True)
+        if np.isnan(X_checked).any():
+            raise ValueError(
+                f"denoise needs complete rows, but X has NaN in {int(np.isnan(X_checked).any(axis=1).sum())} row(s); "
+                "use impute (missing entries) or sample_posterior (missing and noisy entries)."
+            )
+        mean, std, _ = self._posterior(X_checked, noise_std, n_restarts, n_samples, n_steps, random_state)
+        return (mean, std) if return_std else mean
+
+    def sample_posterior(
+        self, X, n_samples: int = 100, noise_std=0.0, random_state=None, *, n_restarts=4, n_steps=200
+    ) -> np.ndarray:
+        """Draws of the clean rows given rows with missing (NaN) and/or noisy entries.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_rows, n_features)
+        n_samples : int, default=100
+        noise_std : float or array-like of shape (n_features,), default=0.0
+            Std of the noise on the observed entries; 0 keeps them as given.
+        random_state : int, RandomState or None, default=None
+        n_restarts, n_steps
+            As for :meth:`impute`.
+
+        Returns
+        -------
+        draws : ndarray of shape (n_rows, n_samples, n_features)
+        """
+        check_is_fitted(self)
+        noise_std = self._noise_std(noise_std)
+        X = self._corrupted_input(X, allow_missing=True)
+        return self._posterior(X, noise_std, n_restarts, n_samples, n_steps, random_state)[2]
