@@ -3,6 +3,7 @@
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skprobae import AEF, PAE, VAE, ProbabilisticAutoencoder
+from skprobae.impute import PAEImputer
 
 SMALL = {"n_components": 2, "hidden_layer_sizes": (8,), "max_epochs": 5, "random_state": 0}
 
@@ -24,6 +25,16 @@ ESTIMATORS = [
     ),
     AEF(flow_transforms=2, flow_hidden_layer_sizes=(8,), n_importance_samples=16, **SMALL),
     AEF(partition="random", flow_transforms=2, flow_hidden_layer_sizes=(8,), **SMALL),
+    PAEImputer(
+        n_components=2,
+        hidden_layer_sizes=(8,),
+        flow_hidden_layer_sizes=(8,),
+        max_epochs=3,
+        flow_max_epochs=3,
+        n_posterior_samples=10,
+        posterior_steps=20,
+        random_state=0,
+    ),
 ]
 
 
