@@ -118,6 +118,11 @@ class PAE(BaseAutoencoder):
         Autoencoder epochs run.
     latent_mean_, latent_scale_ : ndarray of shape (n_components,)
         Standardization of the codes the flow sees.
+    feature_mean_ : ndarray of shape (n_features,)
+        Training means; the first posterior start fills missing entries with them.
+    feature_bounds_ : ndarray of shape (2, n_features)
+        Training minimum and maximum of each feature widened by 10% of the
+        range; posterior draws are clipped to them.
     sigma_ : ndarray of shape (n_features,)
         Per-feature root-mean-square reconstruction error on the held-out
         rows (the training rows when ``validation_fraction=0``), floored at
@@ -271,6 +276,9 @@ class PAE(BaseAutoencoder):
         fit_rows = train_idx if len(train_idx) else np.arange(len(X))
         std = codes[fit_rows].std(axis=0)
         self.feature_mean_ = X[fit_rows].mean(axis=0)
+        low, high = X[fit_rows].min(axis=0), X[fit_rows].max(axis=0)
+        margin = 0.1 * (high - low)
+        self.feature_bounds_ = np.stack([low - margin, high + margin])
         self.latent_mean_ = codes[fit_rows].mean(axis=0)
         self.latent_scale_ = np.maximum(std, 1e-6 * max(std.max(), 1.0))
         held_out = valid_idx if len(valid_idx) else fit_rows
@@ -543,6 +551,7 @@ class PAE(BaseAutoencoder):
         mean, scale = self._tensor(self.latent_mean_), self._tensor(self.latent_scale_)
         sigma, noise = self._tensor(self.sigma_), self._tensor(noise_std)
         fill = self._tensor(self.feature_mean_)
+        bounds = (self._tensor(self.feature_bounds_[0]), self._tensor(self.feature_bounds_[1]))
 
         def decode(u: Tensor) -> Tensor:
             return self._decode(self._flow.from_base(u) * scale + mean)
@@ -556,7 +565,7 @@ class PAE(BaseAutoencoder):
                 filled = torch.where(observed, x, fill)
                 u0 = self._flow.to_base((self._module.encoder(filled) - mean) / scale)[0]
             posterior = posterior_draws(
-                decode, u0, x, observed, sigma, noise, restart_noise, draw_uniform, draw_noise, settings
+                decode, u0, x, observed, sigma, noise, restart_noise, draw_uniform, draw_noise, settings, bounds
             )
             post_mean, post_std = posterior.moments()
             means.append(to_numpy(post_mean))
@@ -573,7 +582,10 @@ class PAE(BaseAutoencoder):
         evidence, ``n_samples`` draws decoded; a missing entry's std adds the
         model noise ``sigma_`` to the spread of the decoded draws. Rows with
         nothing missing are returned unchanged (std 0); rows with everything
-        missing get the prior's mean and spread.
+        missing get the prior's mean and spread. Decoded draws are clipped to
+        each feature's training range widened by 10% on both sides
+        (``feature_bounds_``): broad posteriors reach the flow's tails, where
+        nothing in the training data supports the decoder's extrapolation.
 
         Parameters
         ----------

@@ -74,6 +74,7 @@ def posterior_draws(
     draw_uniform: Tensor,
     draw_noise: Tensor,
     settings: PosteriorSettings,
+    bounds: tuple[Tensor, Tensor] | None = None,
 ) -> CleanPosterior:
     """Mixture-of-Laplace posterior of the clean rows of ``x``.
 
@@ -94,6 +95,10 @@ def posterior_draws(
         Uniforms choosing each draw's mode, shared by the rows.
     draw_noise : (S, K)
         Standard-normal draws in base space, shared by the rows.
+    bounds : (low, high) of shape (d,), optional
+        Decoded draws are clipped to them: where the posterior is broad (few
+        observed entries), draws reach the flow's tails, where the flow and
+        the decoder extrapolate without support from the training data.
     """
     n, K = start.shape
     x = torch.where(observed, x, torch.zeros_like(x))
@@ -152,6 +157,8 @@ def posterior_draws(
         factor = ranked_chol.permute(1, 0, 2, 3)[rows, component]  # (n, S, K, K)
         offset = torch.linalg.solve_triangular(factor.mT, draw_noise.expand(n, -1, -1)[..., None], upper=True)
         decoded = decode(mode + offset[..., 0])  # (n, S, d)
+        if bounds is not None:
+            decoded = torch.clamp(decoded, *bounds)
 
         # 5. Clean x given each draw: observed entries shrink towards the data, missing ones are g + N(0, sigma^2).
         model_var = (sigma**2).expand_as(decoded)
