@@ -83,10 +83,11 @@ def run_tabular(sets: dict[str, np.ndarray], args: argparse.Namespace) -> tuple[
         for seed in args.seeds:
             rng = np.random.default_rng(seed)
             X = X_all[np.sort(rng.permutation(len(X_all))[: args.max_rows])]
-            X = X[:, X.std(axis=0) > 0]  # constant columns carry nothing to impute
+            scale = X.std(axis=0)
+            varies = scale > 1e-9 * np.maximum(np.abs(X).max(axis=0), 1.0)  # constant columns: nothing to impute
+            X, scale = X[:, varies], scale[varies]
             missing = rng.random(X.shape) < args.missing
             X_missing = np.where(missing, np.nan, X)
-            scale = X.std(axis=0)
             for imp in IMPUTERS:
                 imputer = make_imputer(imp, seed)
                 start = time.perf_counter()

@@ -185,7 +185,9 @@ class PAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         scale = np.ones(X.shape[1])
         mean[observed_any] = np.nanmean(X[:, observed_any], axis=0)
         std = np.nanstd(X[:, observed_any], axis=0)
-        scale[observed_any] = np.where(std > 0, std, 1.0)
+        # a constant column's std can come out as rounding noise (1e-17): treat it as constant
+        constant = std <= 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean[observed_any]), 1.0)
+        scale[observed_any] = np.where(constant, 1.0, std)
         self.mean_, self.scale_ = mean, scale
         Z = (X - mean) / scale
         rng = check_random_state(self.random_state)
