@@ -886,6 +886,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=16,
         help="VAE n_importance_samples S for the IWAE score (default 16; cost grows linearly with S)",
     )
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--skip-vae", action="store_true", help="leave out the VAE rows")
     parser.add_argument("--skip-pyod", action="store_true", help="leave out the PyOD rows")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/ood.md"))
@@ -906,6 +907,8 @@ def throughput_rows(splits: Splits, n_rows: int) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     args.revision = git_revision()
     start = time.perf_counter()
     splits = load_splits(args.data_dir, args.n_train, args.n_test, args.noise_rows)
