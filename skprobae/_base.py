@@ -27,7 +27,8 @@ from skorch.helper import predefined_split
 from torch import nn
 
 from ._net import ClipGradNorm, LikelihoodNet, TensorBatches
-from .nn import ACTIVATIONS, parse_image_shape
+from .distributions import OutputDistribution
+from .nn import ACTIVATIONS, build_networks, parse_image_shape
 
 _SEED_MAX = np.iinfo(np.int32).max
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -100,6 +101,10 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "contamination": [Interval(Real, 0, 0.5, closed="right")],
+        "encoder": [callable, None],
+        "decoder": [callable, None],
+        "encoder_kwargs": [dict, None],
+        "decoder_kwargs": [dict, None],
     }
 
     # ------------------------------------------------------------------ input
@@ -116,6 +121,84 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
         if self.image_shape is not None or self.architecture == "conv":
             parse_image_shape(self.image_shape, X.shape[1])
         return X
+
+    def _build_networks(
+        self, n_features: int, head: OutputDistribution, encoder_outputs: int | None = None
+    ) -> tuple[nn.Module, nn.Module]:
+        """Encoder and decoder: the user's ``encoder`` / ``decoder`` classes, else the built-in ``architecture``.
+
+        A user class is called as ``encoder(n_features, encoder_outputs,
+        **encoder_kwargs)`` and ``decoder(n_components, head.n_params,
+        **decoder_kwargs)`` (the signature of ``torch.nn.Linear``); a probe
+        pass checks that it maps rows to the right number of values.
+        """
+        k = self.n_components
+        n_out = encoder_outputs or k
+        custom = {
+            "encoder": (getattr(self, "encoder", None), getattr(self, "encoder_kwargs", None), n_features, n_out),
+            "decoder": (getattr(self, "decoder", None), getattr(self, "decoder_kwargs", None), k, head.n_params),
+        }
+        if custom["encoder"][0] is not None and custom["decoder"][0] is not None:
+            encoder = decoder = None
+        else:
+            encoder, decoder = build_networks(
+                self.architecture,
+                n_features,
+                k,
+                head,
+                self.hidden_layer_sizes,
+                self.activation,
+                self.image_shape,
+                channels=tuple(getattr(self, "conv_channels", None) or (32, 64)),
+                encoder_outputs=encoder_outputs,
+            )
+        built = {"encoder": encoder, "decoder": decoder}
+        for role, (factory, kwargs, n_in, n_expected) in custom.items():
+            if factory is None:
+                continue
+            if isinstance(factory, nn.Module):
+                raise TypeError(
+                    f"{role} must be a torch.nn.Module class (or a function returning a module), not an instance: "
+                    f"the estimator builds a fresh one in every fit. Pass {type(factory).__name__} and its "
+                    f"arguments as {role}_kwargs."
+                )
+            try:
+                module = factory(n_in, n_expected, **(kwargs or {}))
+            except TypeError as exc:
+                raise TypeError(
+                    f"{role}={getattr(factory, '__name__', factory)!r} could not be built as "
+                    f"{role}({n_in}, {n_expected}, **{role}_kwargs): {exc}"
+                ) from exc
+            if not isinstance(module, nn.Module):
+                raise TypeError(f"{role} must build a torch.nn.Module, got {type(module).__name__}.")
+            built[role] = module
+        for role, (factory, _, n_in, n_expected) in custom.items():
+            if factory is not None:
+                self._check_network_output(role, built[role], n_in, n_expected, head)
+        return built["encoder"], built["decoder"]
+
+    def _check_network_output(
+        self, role: str, module: nn.Module, n_in: int, n_expected: int, head: OutputDistribution
+    ) -> None:
+        dtype = next(module.parameters(), torch.empty(0)).dtype
+        with torch.no_grad():
+            try:
+                output = module(torch.zeros(2, n_in, dtype=dtype))
+            except Exception as exc:
+                raise ValueError(f"The custom {role} fails on a batch of shape (2, {n_in}): {exc}") from exc
+        if tuple(output.shape) == (2, n_expected):
+            return
+        if role == "encoder":
+            need = f"{n_expected} (n_components={self.n_components}" + (
+                ", means and scales)" if n_expected != self.n_components else ")"
+            )
+        else:
+            name = getattr(self, "distribution", type(head).__name__)
+            need = f"{n_expected} (the raw parameters of distribution {name!r} over {head.n_features} features)"
+        raise ValueError(
+            f"The custom {role} maps a batch of shape (2, {n_in}) to shape {tuple(output.shape)}; "
+            f"it must return (2, {n_expected}): {need}."
+        )
 
     def _check_X(self, X, reset: bool = False) -> np.ndarray:
         if isinstance(X, np.ndarray) and X.ndim > 2:

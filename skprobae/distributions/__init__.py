@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ._base import OutputDistribution, lower_cholesky, positive
+from ._flow import MaskedAutoregressiveFlow
+from ._matrix import MatrixNormal, MatrixNormalFamily, MatrixStudentT, MatrixStudentTFamily
 from ._mixture import Mixture
 from ._normal import DiagonalNormal, FullNormal, SquaredError, UnitNormal
 from ._student_t import DiagonalStudentT, FullStudentT, MultivariateStudentT, StudentT
@@ -23,6 +25,11 @@ __all__ = [
     "DiagonalStudentT",
     "FullNormal",
     "FullStudentT",
+    "MaskedAutoregressiveFlow",
+    "MatrixNormal",
+    "MatrixNormalFamily",
+    "MatrixStudentT",
+    "MatrixStudentTFamily",
     "Mixture",
     "MultivariateStudentT",
     "OutputDistribution",
@@ -50,9 +57,9 @@ def register_distribution(name: str, factory: Callable[..., OutputDistribution])
     name : str
         The value users pass as ``distribution=``.
     factory : callable
-        Called as ``factory(n_features, **options)`` (options such as
-        ``image_shape``; ignore those you do not need); returns an
-        :class:`OutputDistribution`.
+        Called as ``factory(n_features, image_shape=..., **options)``
+        (``image_shape`` may be None; ``options`` are the estimator's
+        ``distribution_options``); returns an :class:`OutputDistribution`.
     """
     _REGISTRY[name] = factory
 
@@ -62,27 +69,57 @@ def available_distributions() -> tuple[str, ...]:
     return tuple(sorted(_REGISTRY))
 
 
-def make_distribution(name: str, n_features: int, n_mixtures: int = 1, **options) -> OutputDistribution:
+def make_distribution(
+    name: str, n_features: int, n_mixtures: int = 1, image_shape=None, **options
+) -> OutputDistribution:
     """Build the output family ``name`` over ``n_features``, as a mixture if ``n_mixtures > 1``.
+
+    Parameters
+    ----------
+    name : str
+        A registered name (:func:`available_distributions`).
+    n_features : int
+    n_mixtures : int, default=1
+    image_shape : tuple of int or None
+        ``(H, W)`` or ``(1, H, W)``; the matrix families need it.
+    **options
+        Family options, e.g. ``n_point_samples`` for ``"maf"``.
 
     Raises
     ------
     ValueError
-        If ``name`` is not registered; the message lists the valid names.
+        If ``name`` is not registered (the message lists the valid names), or
+        an option is not one the family takes.
     """
     if name not in _REGISTRY:
         raise ValueError(f"Unknown distribution {name!r}. Valid names: {', '.join(available_distributions())}.")
     if n_mixtures < 1:
         raise ValueError(f"n_mixtures must be >= 1, got {n_mixtures}.")
-    family = _REGISTRY[name](n_features, **options)
+    family = _REGISTRY[name](n_features, image_shape=image_shape, **options)
     return family if n_mixtures == 1 else Mixture(family, n_mixtures)
 
 
-def _vector_family(cls: type[OutputDistribution]) -> Callable[..., OutputDistribution]:
-    def factory(n_features: int, **options) -> OutputDistribution:
+def _reject_options(name: str, options: dict, accepted: tuple[str, ...] = ()) -> None:
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        takes = f"takes only {', '.join(accepted)}" if accepted else "takes no options"
+        raise ValueError(f"distribution={name!r} {takes}; got distribution_options {unknown}.")
+
+
+def _vector_family(cls: type[OutputDistribution], name: str) -> Callable[..., OutputDistribution]:
+    def factory(n_features: int, image_shape=None, **options) -> OutputDistribution:
+        _reject_options(name, options)
         return cls(n_features)
 
     return factory
+
+
+_MAF_OPTIONS = ("n_point_samples", "transforms", "hidden_layer_sizes")
+
+
+def _maf_factory(n_features: int, image_shape=None, **options) -> OutputDistribution:
+    _reject_options("maf", options, _MAF_OPTIONS)
+    return MaskedAutoregressiveFlow(n_features, **options)
 
 
 for _name, _cls in {
@@ -94,4 +131,18 @@ for _name, _cls in {
     "t_diag": DiagonalStudentT,
     "t_full": FullStudentT,
 }.items():
-    register_distribution(_name, _vector_family(_cls))
+    register_distribution(_name, _vector_family(_cls, _name))
+register_distribution("maf", _maf_factory)
+
+
+def _matrix_family(cls: type[MatrixNormalFamily], scale: str, name: str) -> Callable[..., OutputDistribution]:
+    def factory(n_features: int, image_shape=None, **options) -> OutputDistribution:
+        _reject_options(name, options)
+        return cls(n_features, image_shape, scale=scale, name=name)
+
+    return factory
+
+
+for _suffix, _scale in {"": "identity", "_diag": "diag", "_full": "full"}.items():
+    for _prefix, _cls in {"matrix_normal": MatrixNormalFamily, "matrix_t": MatrixStudentTFamily}.items():
+        register_distribution(_prefix + _suffix, _matrix_family(_cls, _scale, _prefix + _suffix))

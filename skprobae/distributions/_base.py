@@ -64,7 +64,8 @@ class OutputDistribution(nn.Module):
     """
 
     point_estimate_kind: ClassVar[str] = "mean"
-    """``"mean"`` or ``"mode"``: the summary :meth:`point_estimate` returns."""
+    """``"mean"``, ``"mode"``, or ``"sample_mean"`` (no closed form: the family
+    implements ``moments(params) -> (mean, variance)`` from draws)."""
 
     def __init__(self, n_features: int):
         super().__init__()

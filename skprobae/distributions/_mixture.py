@@ -17,7 +17,8 @@ class Mixture(OutputDistribution):
     ``logsumexp`` over components).
 
     The point estimate follows the component family: the mixture mean for
-    families summarised by their mean (normal), and for families summarised by
+    families summarised by their mean (normal; for ``maf``, the weighted
+    average of each component's sample mean), and for families summarised by
     their mode (Student-t) the mode of the component whose mode has the highest
     mixture density. The variance is the mixture's (law of total variance).
 
@@ -74,14 +75,29 @@ class Mixture(OutputDistribution):
     def scale_loss(self, nll: Tensor) -> Tensor:
         return self.component.scale_loss(nll)
 
+    def _sampled_moments(self, params: Tensor) -> tuple[Tensor, Tensor]:
+        """Mixture mean and variance from each component's sampled moments (law of total variance)."""
+        logits, component_params = self._split(params)
+        means, variances = self.component.moments(component_params)
+        weights = logits.softmax(-1).unsqueeze(-1)
+        mean = (weights * means).sum(-2)
+        return mean, (weights * (variances + means**2)).sum(-2) - mean**2
+
     def point_estimate(self, params: Tensor) -> Tensor:
         if self.point_estimate_kind == "mean":
             return self.distribution(params).mean
+        if self.point_estimate_kind == "sample_mean":
+            return self._sampled_moments(params)[0]
         modes, _ = self.components(params)
         # Mixture density at every component's mode: shape (K, ...).
         log_density = self.log_prob(params, modes.movedim(-2, 0))
         best = log_density.argmax(0)
         return torch.take_along_dim(modes, best[..., None, None], dim=-2).squeeze(-2)
+
+    def variance(self, params: Tensor) -> Tensor:
+        if self.point_estimate_kind == "sample_mean":
+            return self._sampled_moments(params)[1].clamp_min(0)
+        return super().variance(params)
 
     def components(self, params: Tensor) -> tuple[Tensor, Tensor]:
         logits, component_params = self._split(params)

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from .._base import BaseAutoencoder, draw_seed, to_numpy, torch_seeded
 from ..distributions import UnitNormal, positive
 from ..flows import FlowAdapter, build_flow
-from ..nn import build_networks, parse_image_shape
+from ..nn import parse_image_shape
 
 _LOG_2PI = math.log(2 * math.pi)
 _SOFTPLUS_INV_1 = math.log(math.e - 1)  # raw value whose softplus is 1
@@ -289,6 +289,10 @@ class AEF(BaseAutoencoder):
         Training settings, as for :class:`~skprobae.ProbabilisticAutoencoder`.
     max_grad_norm : float or None, default=200.0
         Gradient-norm clipping (the paper: 200).
+    encoder, decoder, encoder_kwargs, decoder_kwargs
+        As for :class:`~skprobae.ProbabilisticAutoencoder`; the encoder
+        returns ``2 * n_components`` values (``g_m`` and raw ``g_s``) and the
+        decoder ``n_features``.
     device, random_state, verbose, contamination
         As for :class:`~skprobae.ProbabilisticAutoencoder`.
 
@@ -364,6 +368,10 @@ class AEF(BaseAutoencoder):
         validation_fraction=0.1,
         n_iter_no_change=10,
         max_grad_norm=200.0,
+        encoder=None,
+        decoder=None,
+        encoder_kwargs=None,
+        decoder_kwargs=None,
         device="auto",
         random_state=None,
         verbose=0,
@@ -389,6 +397,10 @@ class AEF(BaseAutoencoder):
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.max_grad_norm = max_grad_norm
+        self.encoder = encoder
+        self.decoder = decoder
+        self.encoder_kwargs = encoder_kwargs
+        self.decoder_kwargs = decoder_kwargs
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -433,17 +445,7 @@ class AEF(BaseAutoencoder):
         def build_module() -> AEFModule:
             core = core_indices(self.partition, k, n_features, self.image_shape, torch.default_generator)
             chosen["core"] = core
-            encoder, decoder = build_networks(
-                self.architecture,
-                n_features,
-                k,
-                UnitNormal(n_features),
-                self.hidden_layer_sizes,
-                self.activation,
-                self.image_shape,
-                channels=tuple(self.conv_channels),
-                encoder_outputs=2 * k,
-            )
+            encoder, decoder = self._build_networks(n_features, UnitNormal(n_features), encoder_outputs=2 * k)
             flows = [
                 FlowAdapter(build_flow("maf", k, self.flow_transforms, hidden_flow), k) if name == "maf" else None
                 for name in (self.core_flow, self.prior_flow)

@@ -16,7 +16,7 @@ from torch.func import jvp
 from .._base import BaseAutoencoder, draw_seed, resolve_device, to_numpy, torch_seeded
 from ..distributions import DISTRIBUTION_NAMES, make_distribution
 from ..flows import FLOW_NAMES, FlowAdapter, LatentFlow, build_flow
-from ..nn import Autoencoder, build_networks
+from ..nn import Autoencoder
 from ._posterior import PosteriorSettings, posterior_draws
 
 SCORE_METHODS = ("combined", "latent", "reconstruction", "laplace")
@@ -97,6 +97,8 @@ class PAE(BaseAutoencoder):
         Training settings shared by both stages (see
         :class:`~skprobae.ProbabilisticAutoencoder`); the held-out rows also
         give ``sigma_``.
+    distribution_options, encoder, decoder, encoder_kwargs, decoder_kwargs
+        As for :class:`~skprobae.ProbabilisticAutoencoder`.
     device : str, default="auto"
         ``"cpu"``, ``"cuda"``, or ``"auto"``.
     random_state : int, RandomState instance or None, default=None
@@ -153,6 +155,7 @@ class PAE(BaseAutoencoder):
     _parameter_constraints: dict = {
         **BaseAutoencoder._parameter_constraints,
         "distribution": [StrOptions(DISTRIBUTION_NAMES)],
+        "distribution_options": [dict, None],
         "n_mixtures": [Interval(Integral, 1, None, closed="left")],
         "flow": [StrOptions(set(FLOW_NAMES)), nn.Module],
         "flow_transforms": [Interval(Integral, 1, None, closed="left"), None],
@@ -190,6 +193,11 @@ class PAE(BaseAutoencoder):
         validation_fraction=0.1,
         n_iter_no_change=10,
         max_grad_norm=100.0,
+        distribution_options=None,
+        encoder=None,
+        decoder=None,
+        encoder_kwargs=None,
+        decoder_kwargs=None,
         device="auto",
         random_state=None,
         verbose=0,
@@ -218,6 +226,11 @@ class PAE(BaseAutoencoder):
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.max_grad_norm = max_grad_norm
+        self.distribution_options = distribution_options
+        self.encoder = encoder
+        self.decoder = decoder
+        self.encoder_kwargs = encoder_kwargs
+        self.decoder_kwargs = decoder_kwargs
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -259,16 +272,14 @@ class PAE(BaseAutoencoder):
         n_features = X.shape[1]
 
         def build_module() -> Autoencoder:
-            head = make_distribution(self.distribution, n_features, self.n_mixtures)
-            encoder, decoder = build_networks(
-                self.architecture,
+            head = make_distribution(
+                self.distribution,
                 n_features,
-                self.n_components,
-                head,
-                self.hidden_layer_sizes,
-                self.activation,
-                self.image_shape,
+                self.n_mixtures,
+                image_shape=self.image_shape,
+                **(self.distribution_options or {}),
             )
+            encoder, decoder = self._build_networks(n_features, head)
             return Autoencoder(encoder, decoder, head)
 
         rng, train_idx, valid_idx = self._fit_module(build_module, X)

@@ -15,7 +15,6 @@ from torch import Tensor, nn
 from .._base import BaseAutoencoder, draw_seed, to_numpy, torch_seeded
 from ..distributions import DISTRIBUTION_NAMES, OutputDistribution, make_distribution, positive
 from ..flows import FlowAdapter, build_flow
-from ..nn import build_networks
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -150,6 +149,9 @@ class VAE(BaseAutoencoder):
         S in the IWAE estimate of ``score_samples``.
     max_epochs, batch_size, learning_rate, weight_decay, validation_fraction, n_iter_no_change
         Training settings, as for :class:`~skprobae.ProbabilisticAutoencoder`.
+    distribution_options, encoder, decoder, encoder_kwargs, decoder_kwargs
+        As for :class:`~skprobae.ProbabilisticAutoencoder`; the encoder returns
+        ``2 * n_components`` values (means, then raw scales).
     max_grad_norm, device, random_state, verbose, contamination
         As for :class:`~skprobae.ProbabilisticAutoencoder`.
 
@@ -186,6 +188,7 @@ class VAE(BaseAutoencoder):
     _parameter_constraints: dict = {
         **BaseAutoencoder._parameter_constraints,
         "distribution": [StrOptions(DISTRIBUTION_NAMES)],
+        "distribution_options": [dict, None],
         "n_mixtures": [Interval(Integral, 1, None, closed="left")],
         "conv_channels": [tuple, list],
         "beta": [Interval(Real, 0, None, closed="left")],
@@ -221,6 +224,11 @@ class VAE(BaseAutoencoder):
         validation_fraction=0.1,
         n_iter_no_change=10,
         max_grad_norm=100.0,
+        distribution_options=None,
+        encoder=None,
+        decoder=None,
+        encoder_kwargs=None,
+        decoder_kwargs=None,
         device="auto",
         random_state=None,
         verbose=0,
@@ -248,6 +256,11 @@ class VAE(BaseAutoencoder):
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.max_grad_norm = max_grad_norm
+        self.distribution_options = distribution_options
+        self.encoder = encoder
+        self.decoder = decoder
+        self.encoder_kwargs = encoder_kwargs
+        self.decoder_kwargs = decoder_kwargs
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -270,18 +283,14 @@ class VAE(BaseAutoencoder):
         hidden_flow = tuple(self.flow_hidden_layer_sizes)
 
         def build_module() -> VariationalModule:
-            head = make_distribution(self.distribution, n_features, self.n_mixtures)
-            encoder, decoder = build_networks(
-                self.architecture,
+            head = make_distribution(
+                self.distribution,
                 n_features,
-                k,
-                head,
-                self.hidden_layer_sizes,
-                self.activation,
-                self.image_shape,
-                channels=tuple(self.conv_channels),
-                encoder_outputs=2 * k,
+                self.n_mixtures,
+                image_shape=self.image_shape,
+                **(self.distribution_options or {}),
             )
+            encoder, decoder = self._build_networks(n_features, head, encoder_outputs=2 * k)
             posterior = (
                 zuko.flows.MAF(k, context=2 * k, transforms=self.flow_transforms, hidden_features=hidden_flow)
                 if self.posterior_flow == "iaf"

@@ -11,7 +11,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._base import BaseAutoencoder, draw_seed, torch_seeded
 from ..distributions import DISTRIBUTION_NAMES, make_distribution
-from ..nn import Autoencoder, build_networks
+from ..nn import Autoencoder
 
 
 class ProbabilisticAutoencoder(BaseAutoencoder):
@@ -33,10 +33,21 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         Output family, one of ``skprobae.distributions.available_distributions()``:
         ``"mse"`` (plain autoencoder: squared-error loss, unit-variance normal
         density), ``"normal"`` (unit variance), ``"normal_diag"``,
-        ``"normal_full"``, ``"t"``, ``"t_diag"``, ``"t_full"``. Full scales
-        need ``d (d + 1) / 2`` decoder outputs per component.
+        ``"normal_full"``, ``"t"``, ``"t_diag"``, ``"t_full"``; ``"maf"``
+        (a masked autoregressive flow whose base is centred on the decoder
+        output); and, for one-channel images (``image_shape``),
+        ``"matrix_normal"``, ``"matrix_normal_diag"``, ``"matrix_normal_full"``,
+        ``"matrix_t"``, ``"matrix_t_diag"``, ``"matrix_t_full"`` (row and
+        column scales: identity, diagonal or Cholesky). Full scales need
+        ``d (d + 1) / 2`` decoder outputs per component; the matrix families
+        ``H (H + 1) / 2 + W (W + 1) / 2``.
     n_mixtures : int, default=1
         Number of mixture components K; softmax weights are decoded too.
+    distribution_options : dict or None, default=None
+        Options of the output family: ``"maf"`` takes ``n_point_samples``
+        (draws averaged for the point estimate, default 50),
+        ``transforms`` (default 1) and ``hidden_layer_sizes`` (default
+        ``(10,)``); the other families take none.
     n_components : int, default=8
         Latent dimension.
     architecture : {"mlp", "conv"}, default="mlp"
@@ -68,6 +79,18 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         and restore the best weights; None trains ``max_epochs`` epochs.
     max_grad_norm : float or None, default=100.0
         Clip the gradient norm to this value; None disables clipping.
+    encoder, decoder : torch.nn.Module class or callable, default=None
+        Your own networks instead of the built-in ``architecture`` (either
+        or both). They are built in every ``fit`` as ``encoder(n_features,
+        n_outputs, **encoder_kwargs)`` and ``decoder(n_components, n_params,
+        **decoder_kwargs)``, the signature of ``torch.nn.Linear``, and map a
+        batch ``(n, n_in)`` to ``(n, n_out)``. ``n_outputs`` is
+        ``n_components``; ``n_params`` is the number of raw values
+        the output distribution needs. A module with the wrong output size
+        raises a ValueError saying what was expected.
+    encoder_kwargs, decoder_kwargs : dict or None, default=None
+        Keyword arguments of ``encoder`` and ``decoder`` (tunable like any
+        parameter, e.g. in ``GridSearchCV``).
     device : str, default="auto"
         ``"cpu"``, ``"cuda"`` (or ``"cuda:N"``), or ``"auto"`` for a GPU when
         one is visible.
@@ -126,6 +149,7 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
     _parameter_constraints: dict = {
         **BaseAutoencoder._parameter_constraints,
         "distribution": [StrOptions(DISTRIBUTION_NAMES)],
+        "distribution_options": [dict, None],
         "n_mixtures": [Interval(Integral, 1, None, closed="left")],
     }
 
@@ -145,6 +169,11 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         validation_fraction=0.1,
         n_iter_no_change=10,
         max_grad_norm=100.0,
+        distribution_options=None,
+        encoder=None,
+        decoder=None,
+        encoder_kwargs=None,
+        decoder_kwargs=None,
         device="auto",
         random_state=None,
         verbose=0,
@@ -164,6 +193,11 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.max_grad_norm = max_grad_norm
+        self.distribution_options = distribution_options
+        self.encoder = encoder
+        self.decoder = decoder
+        self.encoder_kwargs = encoder_kwargs
+        self.decoder_kwargs = decoder_kwargs
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -186,16 +220,14 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         n_features = X.shape[1]
 
         def build_module() -> Autoencoder:
-            head = make_distribution(self.distribution, n_features, self.n_mixtures)
-            encoder, decoder = build_networks(
-                self.architecture,
+            head = make_distribution(
+                self.distribution,
                 n_features,
-                self.n_components,
-                head,
-                self.hidden_layer_sizes,
-                self.activation,
-                self.image_shape,
+                self.n_mixtures,
+                image_shape=self.image_shape,
+                **(self.distribution_options or {}),
             )
+            encoder, decoder = self._build_networks(n_features, head)
             return Autoencoder(encoder, decoder, head)
 
         self._fit_module(build_module, X)

@@ -17,6 +17,15 @@ from sklearn.utils import check_random_state
 from skprobae import ProbabilisticAutoencoder
 
 NAMES = ["mse", "normal", "normal_diag", "normal_full", "t", "t_diag", "t_full"]
+MATRIX_NAMES = [
+    "matrix_normal",
+    "matrix_normal_diag",
+    "matrix_normal_full",
+    "matrix_t",
+    "matrix_t_diag",
+    "matrix_t_full",
+]
+ALL_NAMES = [*NAMES, "maf", *MATRIX_NAMES]
 FAST = {"n_components": 4, "hidden_layer_sizes": (32,), "max_epochs": 5, "random_state": 0}
 
 
@@ -27,17 +36,27 @@ def fitted(digits):
 
 
 # ------------------------------------------------------------- every family
+def test_all_fourteen_families_are_registered():
+    from skprobae.distributions import available_distributions
+
+    assert len(ALL_NAMES) == 14 and set(ALL_NAMES) <= set(available_distributions())
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "conv"])
 @pytest.mark.parametrize("n_mixtures", [1, 3])
-@pytest.mark.parametrize("distribution", NAMES)
-def test_every_distribution_fits_digits(digits, distribution, n_mixtures):
+@pytest.mark.parametrize("distribution", ALL_NAMES)
+def test_every_distribution_fits_digits(digits, distribution, n_mixtures, architecture):
     X, _ = digits
-    model = ProbabilisticAutoencoder(distribution=distribution, n_mixtures=n_mixtures, **FAST).fit(X)
+    params = {**FAST, "max_epochs": 3} if architecture == "conv" else FAST
+    model = ProbabilisticAutoencoder(
+        distribution=distribution, n_mixtures=n_mixtures, architecture=architecture, image_shape=(8, 8), **params
+    ).fit(X)
     assert np.isfinite(model.history_[:, "train_loss"]).all()
     scores = model.score_samples(X)
     assert scores.shape == (len(X),) and scores.dtype == np.float64 and np.isfinite(scores).all()
     point, std = model.reconstruct(X[:50], return_std=True)
     assert point.shape == std.shape == (50, 64) and np.isfinite(point).all()
-    if distribution.startswith("t"):
+    if "t" in distribution.split("_"):
         assert np.all(np.isnan(std) | (std > 0))  # NaN only where the variance does not exist
     else:
         assert np.isfinite(std).all() and (std > 0).all()
