@@ -10,6 +10,9 @@ import numpy as np
 def parse_image_shape(image_shape: Sequence[int] | None, n_features: int) -> tuple[int, int, int]:
     """Normalise ``(H, W)`` or ``(C, H, W)`` to ``(C, H, W)`` and check it against ``n_features``.
 
+    One entry may be -1, as in :func:`numpy.reshape`: it is inferred from
+    ``n_features`` (e.g. ``(1, -1)`` makes every row a one-row matrix).
+
     Raises
     ------
     ValueError
@@ -18,8 +21,16 @@ def parse_image_shape(image_shape: Sequence[int] | None, n_features: int) -> tup
     if image_shape is None:
         raise ValueError("image_shape is required here: pass image_shape=(H, W) or (C, H, W).")
     shape = tuple(image_shape)
-    if len(shape) not in (2, 3) or not all(isinstance(s, (int, np.integer)) and s >= 1 for s in shape):
-        raise ValueError(f"image_shape must be (H, W) or (C, H, W) of positive integers, got {image_shape!r}.")
+    valid = all(isinstance(s, (int, np.integer)) and (s >= 1 or s == -1) for s in shape)
+    if len(shape) not in (2, 3) or not valid or shape.count(-1) > 1:
+        raise ValueError(
+            f"image_shape must be (H, W) or (C, H, W) of positive integers (one may be -1), got {image_shape!r}."
+        )
+    if -1 in shape:
+        known = int(np.prod([s for s in shape if s != -1]))
+        if n_features % known:
+            raise ValueError(f"image_shape {shape} cannot be filled by {n_features} features per row.")
+        shape = tuple(n_features // known if s == -1 else int(s) for s in shape)
     if int(np.prod(shape)) != n_features:
         raise ValueError(
             f"image_shape {shape} holds {int(np.prod(shape))} values but X has {n_features} features per row."

@@ -12,6 +12,12 @@ ESTIMATORS = [
     ProbabilisticAutoencoder(distribution="normal_diag", **SMALL),
     ProbabilisticAutoencoder(distribution="t_full", **SMALL),
     ProbabilisticAutoencoder(distribution="normal_diag", n_mixtures=3, **SMALL),
+    # The checks' data have every width from 1 to 20 features, so the matrix family gets
+    # image_shape=(1, -1): each row is a 1 x d matrix, and the row/column factor, whitening,
+    # eigenvalue log-det and multivariate-gamma code all run on whatever the checks send.
+    ProbabilisticAutoencoder(distribution="matrix_t_full", image_shape=(1, -1), **SMALL),
+    ProbabilisticAutoencoder(distribution="matrix_normal_diag", n_mixtures=2, image_shape=(1, -1), **SMALL),
+    ProbabilisticAutoencoder(distribution="maf", distribution_options={"n_point_samples": 5}, **SMALL),
     PAE(flow_max_epochs=3, flow_hidden_layer_sizes=(8,), **SMALL),
     PAE(score_method="latent", flow_max_epochs=3, flow_hidden_layer_sizes=(8,), **SMALL),
     VAE(n_importance_samples=16, **SMALL),

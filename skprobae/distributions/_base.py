@@ -25,7 +25,11 @@ def lower_cholesky(raw: Tensor, n_features: int) -> Tensor:
     ----------
     raw : Tensor of shape (..., n_features * (n_features + 1) / 2)
         The first ``n_features`` values become the diagonal (through
-        :func:`positive`), the rest fill the strictly lower triangle row by row.
+        :func:`positive`), the rest, divided by ``sqrt(n_features)``, fill the
+        strictly lower triangle row by row. The division keeps each row's
+        off-diagonal norm O(1) for unit-scale raw values: with O(1) entries, a
+        random 784 x 784 factor makes float32 triangular solves overflow at
+        initialisation.
     n_features : int
         Size of the square factor.
 
@@ -37,7 +41,7 @@ def lower_cholesky(raw: Tensor, n_features: int) -> Tensor:
     diagonal = positive(raw[..., :d])
     rows, cols = torch.tril_indices(d, d, offset=-1, device=raw.device)
     flat = raw.new_zeros(*raw.shape[:-1], d * d)
-    flat[..., rows * d + cols] = raw[..., d:]
+    flat[..., rows * d + cols] = raw[..., d:] / math.sqrt(d)
     return flat.view(*raw.shape[:-1], d, d) + torch.diag_embed(diagonal)
 
 

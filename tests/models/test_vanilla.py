@@ -1,3 +1,4 @@
+import copy
 import io
 import math
 import pickle
@@ -343,3 +344,121 @@ def test_conv_architecture_on_digit_images(distribution):
 def test_image_shape_errors(params, X_shape, match):
     with pytest.raises(ValueError, match=match):
         ProbabilisticAutoencoder(**{**FAST, **params}).fit(np.zeros(X_shape))
+
+
+# -------------------------------------------------------- maf and matrix families
+def test_maf_point_estimate_is_a_seeded_sample_mean(digits):
+    X, _ = digits
+    options = {"n_point_samples": 7, "transforms": 2, "hidden_layer_sizes": (12,)}
+    model = ProbabilisticAutoencoder(distribution="maf", distribution_options=options, **FAST).fit(X[:300])
+    head = model.net_.module_.head
+    assert head.n_point_samples == 7 and len(head.flow.flow.transform.transforms) == 2
+    point, std = model.reconstruct(X[:20], return_std=True)
+    # Deterministic and independent of the other rows in the batch.
+    np.testing.assert_array_equal(point[5:10], model.reconstruct(X[5:10]))
+    assert np.isfinite(std).all() and (std > 0).all()
+    # More draws average the flow's noise out: 7-sample means sit near a 2000-sample mean.
+    fine = copy.deepcopy(model)
+    fine.net_.module_.head.n_point_samples = 2000
+    reference = fine.reconstruct(X[:20])
+    assert np.abs(point - reference).mean() < 3 * np.abs(X[:20] - reference).mean() / np.sqrt(7)
+
+
+def test_distribution_options_are_checked():
+    X = np.random.default_rng(0).normal(size=(50, 4))
+    with pytest.raises(ValueError, match=r"distribution='normal_diag' takes no options; got distribution_options"):
+        ProbabilisticAutoencoder(distribution_options={"n_point_samples": 3}, **FAST).fit(X)
+    with pytest.raises(ValueError, match="takes only n_point_samples, transforms, hidden_layer_sizes"):
+        ProbabilisticAutoencoder(distribution="maf", distribution_options={"depth": 3}, **FAST).fit(X)
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"distribution": "matrix_normal_diag"}, "needs image_shape"),
+        ({"distribution": "matrix_t", "image_shape": (2, 4, 8)}, "one-channel"),
+        ({"distribution": "matrix_t_full", "image_shape": (4, 4)}, "holds 16 values but X has 64"),
+        ({"distribution": "matrix_gauss"}, "matrix_normal_diag"),
+    ],
+)
+def test_matrix_family_errors(params, match):
+    with pytest.raises(ValueError, match=match):
+        ProbabilisticAutoencoder(**{**FAST, **params}).fit(np.zeros((10, 64)))
+
+
+def test_image_shape_can_infer_one_side():
+    X = np.random.default_rng(0).normal(size=(60, 12))
+    model = ProbabilisticAutoencoder(distribution="matrix_t_diag", image_shape=(1, -1), **FAST).fit(X)
+    assert model.net_.module_.head.matrix_shape == (1, 12) and np.isfinite(model.score_samples(X)).all()
+    with pytest.raises(ValueError, match="cannot be filled by 12 features"):
+        ProbabilisticAutoencoder(distribution="matrix_t", image_shape=(5, -1), **FAST).fit(X)
+
+
+def test_matrix_normal_diag_variance_is_row_times_column(digits):
+    X, _ = digits
+    model = ProbabilisticAutoencoder(distribution="matrix_normal_diag", image_shape=(8, 8), **FAST).fit(X)
+    _, std = model.reconstruct(X[:3], return_std=True)
+    variance = (std**2).reshape(3, 8, 8)
+    # A rank-one map per image: every 2x2 minor of the variance image vanishes.
+    minors = variance[:, :-1, :-1] * variance[:, 1:, 1:] - variance[:, :-1, 1:] * variance[:, 1:, :-1]
+    np.testing.assert_allclose(minors, 0, atol=1e-9 * variance.max() ** 2)
+
+
+# ---------------------------------------------------------- custom modules
+class TwoLayer(torch.nn.Module):
+    def __init__(self, in_features, out_features, width=16):
+        super().__init__()
+        self.width = width
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(in_features, width), torch.nn.Tanh(), torch.nn.Linear(width, out_features)
+        )
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def test_custom_encoder_and_decoder_classes_with_kwargs(digits):
+    X, _ = digits
+    model = ProbabilisticAutoencoder(
+        encoder=TwoLayer, decoder=TwoLayer, encoder_kwargs={"width": 24}, decoder_kwargs={"width": 20}, **FAST
+    ).fit(X)
+    module = model.net_.module_
+    assert isinstance(module.encoder, TwoLayer) and module.encoder.width == 24 and module.decoder.width == 20
+    assert np.isfinite(model.score_samples(X)).all()
+    # Only the decoder replaced: the encoder is the built-in MLP; torch.nn.Linear works as a class too.
+    mixed = ProbabilisticAutoencoder(decoder=torch.nn.Linear, distribution="t_diag", **FAST).fit(X)
+    assert isinstance(mixed.net_.module_.decoder, torch.nn.Linear)
+    assert mixed.net_.module_.decoder.out_features == 2 * 64 + 1
+
+
+def test_custom_module_kwargs_tune_with_grid_search(digits):
+    X, _ = digits
+    grid = GridSearchCV(
+        ProbabilisticAutoencoder(encoder=TwoLayer, **FAST), {"encoder_kwargs": [{"width": 4}, {"width": 32}]}, cv=2
+    ).fit(X[:400])
+    assert grid.best_params_["encoder_kwargs"]["width"] in (4, 32)
+
+
+class WrongWidth(torch.nn.Module):
+    def __init__(self, in_features, out_features):
+        super().__init__()
+        self.linear = torch.nn.Linear(in_features, out_features + 3)
+
+    def forward(self, x):
+        return self.linear(x)
+
+
+@pytest.mark.parametrize(
+    ("params", "error", "match"),
+    [
+        ({"decoder": WrongWidth}, ValueError, r"must return \(2, 128\).*'normal_diag' over 64 features"),
+        ({"encoder": WrongWidth}, ValueError, r"must return \(2, 4\): 4 \(n_components=4\)"),
+        ({"encoder": torch.nn.Linear(64, 4)}, TypeError, "not an instance"),
+        ({"encoder": TwoLayer, "encoder_kwargs": {"depth": 2}}, TypeError, "could not be built"),
+        ({"decoder": "mlp"}, ValueError, "decoder"),
+    ],
+)
+def test_custom_module_errors(digits, params, error, match):
+    X, _ = digits
+    with pytest.raises(error, match=match):
+        ProbabilisticAutoencoder(**{**FAST, **params}).fit(X[:50])
