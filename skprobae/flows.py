@@ -16,8 +16,10 @@ an optional dependency) are accepted; both must have a standard-normal base.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 import zuko
@@ -55,6 +57,24 @@ def build_flow(
     if kind == "maf":
         return zuko.flows.MAF(n_features, transforms=transforms or 4, randperm=True, hidden_features=hidden)
     return zuko.flows.NSF(n_features, transforms=transforms or 4, randperm=True, hidden_features=hidden)
+
+
+@contextlib.contextmanager
+def _prompt_cycle_collection(threshold: int = 20) -> Iterator[None]:
+    """Collect young reference cycles often while inside the block.
+
+    zuko's autoregressive inverse makes one transform per pass, and each
+    holds its shift and scale tensors in a reference cycle with its inverse,
+    so the tensors of every pass outlive it until Python's cyclic collector
+    runs: about 1 GB for 500 rows of 784 features. Frequent generation-0
+    collections free them as the loop goes (and cost less than the memory).
+    """
+    previous = gc.get_threshold()
+    gc.set_threshold(threshold, *previous[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
 
 
 def _is_nflows(flow) -> bool:
@@ -119,7 +139,8 @@ class FlowAdapter(nn.Module):
     def from_base(self, u: Tensor) -> Tensor:
         """``z = b^{-1}(u)``, differentiable in ``u``."""
         if self.library == "zuko":
-            return self.flow().transform.inv(u)
+            with _prompt_cycle_collection():
+                return self.flow().transform.inv(u)
         return self.flow._transform.inverse(u)[0]
 
     def log_prob(self, z: Tensor) -> Tensor:

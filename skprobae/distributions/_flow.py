@@ -88,7 +88,12 @@ class MaskedAutoregressiveFlow(OutputDistribution):
         generator = torch.Generator(device=params.device).manual_seed(POINT_SAMPLES_SEED)
         shape = (self.n_point_samples, *([1] * (params.dim() - 1)), self.n_features)
         noise = torch.randn(shape, generator=generator, dtype=params.dtype, device=params.device)
-        draws = self.flow.from_base(params.unsqueeze(0) + noise)
+        base = params.unsqueeze(0) + noise
+        # Invert in chunks of ~1 MiB: the inverse loops once per feature, and smaller
+        # temporaries are recycled by the allocator instead of being mapped anew every pass.
+        flat = base.reshape(-1, self.n_features)
+        rows = max(1, (1 << 17) // self.n_features)
+        draws = torch.cat([self.flow.from_base(chunk) for chunk in flat.split(rows)]).view(base.shape)
         mean = draws.mean(0)
         variance = draws.var(0, correction=0) if self.n_point_samples > 1 else torch.zeros_like(mean)
         return mean, variance
