@@ -320,6 +320,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--quick", action="store_true", help="smoke run: 2000 rows, 1 epoch, four families, K=1, 2")
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="write the report from --cache without fitting (missing rows: not run)",
+    )
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/vanilla_table.md"))
     parser.add_argument("--cache", type=Path, default=None, help="JSON of finished rows (default: beside --output)")
     args = parser.parse_args(argv)
@@ -355,6 +360,9 @@ def main(argv: list[str] | None = None) -> None:
         rows = []
         for name, K, architecture in jobs:
             key = f"{dataset}/{name}/{K}/{architecture}"
+            if key not in cache["rows"] and args.report_only:
+                rows.append({"name": name, "K": K, "architecture": architecture, "attempts": [], "skipped": "not run"})
+                continue
             if key not in cache["rows"]:
                 n_params = count_parameters(name, K, architecture)
                 if name == "maf" and K > 1 and not args.maf_mixtures:
