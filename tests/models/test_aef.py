@@ -176,3 +176,12 @@ def test_logit_check_also_guards_scoring(digits01):
     X[:, 3] = 2.0
     with pytest.raises(ValueError, match="columns 3"):
         aef.score_samples(X)
+
+
+def test_custom_networks():
+    import torch
+
+    X = load_digits().data[:200] / 16
+    model = AEF(encoder=torch.nn.Linear, decoder=torch.nn.Linear, **FAST).fit(X)
+    assert model.net_.module_.decoder.out_features == 64
+    assert np.isfinite(model.score_samples(X[:10])).all()

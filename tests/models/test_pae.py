@@ -218,3 +218,11 @@ def test_offset_follows_score_method(pae, images):
     model.set_params(score_method="laplace")
     with pytest.raises(ValueError, match="refit with these settings"):
         model.predict(X_test)
+
+
+def test_custom_networks_and_distribution_options():
+    X = load_digits().data[:200] / 16
+    model = PAE(decoder=torch.nn.Linear, distribution="maf", distribution_options={"n_point_samples": 3}, **FAST).fit(X)
+    assert isinstance(model.net_.module_.decoder, torch.nn.Linear)
+    assert model.net_.module_.head.n_point_samples == 3
+    assert np.isfinite(model.score_samples(X[:10])).all()

@@ -121,3 +121,17 @@ def test_conv_vae_on_digit_images(digits01):
 def test_bad_parameters(digits01, params, match):
     with pytest.raises(ValueError, match=match):
         VAE(**{**FAST, **params}).fit(digits01[:20])
+
+
+def test_custom_encoder_emits_means_and_scales():
+    import torch
+
+    X = load_digits().data[:200] / 16
+    model = VAE(
+        encoder=torch.nn.Linear, decoder=torch.nn.Linear, distribution="matrix_normal_diag", image_shape=(8, 8), **FAST
+    )
+    model.fit(X)
+    assert model.net_.module_.encoder.out_features == 2 * FAST["n_components"]
+    assert np.isfinite(model.score_samples(X[:20])).all()
+    with pytest.raises(ValueError, match=r"must return \(2, 8\): 8 \(n_components=4, means and scales\)"):
+        VAE(encoder=lambda n_in, n_out: torch.nn.Linear(n_in, n_out - 1), **FAST).fit(X)
