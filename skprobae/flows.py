@@ -60,7 +60,7 @@ def build_flow(
 
 
 @contextlib.contextmanager
-def _prompt_cycle_collection(threshold: int = 20) -> Iterator[None]:
+def prompt_cycle_collection(threshold: int = 20) -> Iterator[None]:
     """Collect young reference cycles often while inside the block.
 
     zuko's autoregressive inverse makes one transform per pass, and each
@@ -139,7 +139,7 @@ class FlowAdapter(nn.Module):
     def from_base(self, u: Tensor) -> Tensor:
         """``z = b^{-1}(u)``, differentiable in ``u``."""
         if self.library == "zuko":
-            with _prompt_cycle_collection():
+            with prompt_cycle_collection():
                 return self.flow().transform.inv(u)
         return self.flow._transform.inverse(u)[0]
 

@@ -9,11 +9,19 @@ from torch import Tensor
 from torch.distributions import Independent, Normal
 from zuko.distributions import NormalizingFlow
 
-from ..flows import FlowAdapter, build_flow
+from ..flows import FlowAdapter, build_flow, prompt_cycle_collection
 from ._base import LOG_2PI, OutputDistribution
 
 POINT_SAMPLES_SEED = 0
 """Seed of the base draws shared by every row when averaging samples (deterministic point estimates)."""
+
+
+class _FlowDistribution(NormalizingFlow):
+    """zuko's ``NormalizingFlow`` whose sampling frees each inverse pass's tensors as it goes."""
+
+    def rsample(self, shape: torch.Size = torch.Size()) -> Tensor:  # noqa: B008
+        with prompt_cycle_collection():
+            return super().rsample(shape)
 
 
 class MaskedAutoregressiveFlow(OutputDistribution):
@@ -77,7 +85,7 @@ class MaskedAutoregressiveFlow(OutputDistribution):
 
     def distribution(self, params: Tensor) -> NormalizingFlow:
         base = Independent(Normal(params, torch.ones_like(params), validate_args=False), 1)
-        return NormalizingFlow(self.flow.flow().transform, base)
+        return _FlowDistribution(self.flow.flow().transform, base)
 
     def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
         u, log_det = self.flow.to_base(x)

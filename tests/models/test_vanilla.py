@@ -357,6 +357,8 @@ def test_maf_point_estimate_is_a_seeded_sample_mean(digits):
     # Deterministic and independent of the other rows in the batch.
     np.testing.assert_array_equal(point[5:10], model.reconstruct(X[5:10]))
     assert np.isfinite(std).all() and (std > 0).all()
+    draws = model.sample_reconstructions(X[:4], n_samples=3, random_state=0)
+    assert draws.shape == (4, 3, 64) and np.isfinite(draws).all()
     # More draws average the flow's noise out: 7-sample means sit near a 2000-sample mean.
     fine = copy.deepcopy(model)
     fine.net_.module_.head.n_point_samples = 2000
