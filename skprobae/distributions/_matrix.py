@@ -62,9 +62,9 @@ class _MatrixVariate(Distribution):
         return value.unflatten(-1, self.matrix_shape)
 
     def _whiten(self, diff: Tensor) -> Tensor:
-        """``A^{-1} D B^{-T}`` for a flat difference ``D``, as ``(..., H, W)``."""
+        """``A^{-1} D B^{-T}`` for a flat difference ``D``, as ``(..., H, W)``, in ``diff``'s dtype."""
         D = self._as_matrix(diff)
-        A, B = self.row_factor, self.col_factor
+        A, B = (None if f is None else f.to(diff.dtype) for f in (self.row_factor, self.col_factor))
         if not self.triangular:
             if A is not None:
                 D = D / A.unsqueeze(-1)
@@ -86,15 +86,21 @@ class _MatrixVariate(Distribution):
             Z = A @ Z
         return Z if B is None else Z @ B.mT
 
-    def _log_det_factors(self) -> Tensor:
+    def _log_det_factors(self, dtype: torch.dtype | None = None) -> Tensor:
         """``log |V ⊗ U|^{1/2} = W log|A| + H log|B|``."""
         H, W = self.matrix_shape
-        total = self.loc.new_zeros(self.batch_shape)
+        total = self.loc.new_zeros(self.batch_shape, dtype=dtype)
         for factor, repeat in ((self.row_factor, W), (self.col_factor, H)):
             if factor is not None:
                 diag = factor.diagonal(dim1=-2, dim2=-1) if self.triangular else factor
-                total = total + repeat * diag.log().sum(-1)
+                total = total + repeat * diag.to(total.dtype).log().sum(-1)
         return total
+
+    @staticmethod
+    def _working_dtype(value: Tensor) -> torch.dtype:
+        # Whitening by a triangular factor with tiny diagonal entries (the softplus floor is
+        # 1e-6) overflows float32 during training; float64 keeps the loss finite.
+        return torch.float64 if value.dtype in (torch.float32, torch.float16, torch.bfloat16) else value.dtype
 
     def _factor_variance(self, factor: Tensor | None, n: int) -> Tensor:
         """Diagonal of ``A A^T`` (the row or column variances)."""
@@ -164,8 +170,10 @@ class MatrixNormal(_MatrixVariate):
 
     def log_prob(self, value: Tensor) -> Tensor:
         H, W = self.matrix_shape
-        E = self._whiten(value - self.loc)
-        return -0.5 * E.pow(2).sum((-2, -1)) - self._log_det_factors() - 0.5 * H * W * LOG_2PI
+        work = self._working_dtype(value)
+        E = self._whiten((value - self.loc).to(work))
+        log_prob = -0.5 * E.pow(2).sum((-2, -1)) - self._log_det_factors(work) - 0.5 * H * W * LOG_2PI
+        return log_prob.to(value.dtype)
 
     def rsample(self, sample_shape: torch.Size = _NO_SHAPE) -> Tensor:
         return self.loc + self._color(self._white_noise(torch.Size(sample_shape))).flatten(-2)
@@ -229,19 +237,21 @@ class MatrixStudentT(_MatrixVariate):
 
     def log_prob(self, value: Tensor) -> Tensor:
         H, W = self.matrix_shape
-        E = self._whiten(value - self.loc)
+        work = self._working_dtype(value)
+        E = self._whiten((value - self.loc).to(work))
         gram = E @ E.mT if H <= W else E.mT @ E
         # log|I + E E^T| from the eigenvalues of the Gram matrix: unlike a Cholesky factor of
         # I + E E^T, this stays finite when float32 rounding makes a huge Gram matrix indefinite.
         log_det = torch.log1p(torch.linalg.eigvalsh(gram).clamp_min(0)).sum(-1)
-        df = self.df
-        return (
+        df = self.df.to(work)
+        log_prob = (
             torch.mvlgamma((df + H + W - 1) / 2, H)
             - torch.mvlgamma((df + H - 1) / 2, H)
             - 0.5 * H * W * math.log(math.pi)
-            - self._log_det_factors()
+            - self._log_det_factors(work)
             - 0.5 * (df + H + W - 1) * log_det
         )
+        return log_prob.to(value.dtype)
 
     def rsample(self, sample_shape: torch.Size = _NO_SHAPE) -> Tensor:
         # S = A (L L^T)^{-1} A^T with L L^T ~ Wishart(nu + H - 1, I) (Bartlett), so
