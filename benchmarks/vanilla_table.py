@@ -295,7 +295,15 @@ def write_report(args: argparse.Namespace, settings: str, sections: list[str], s
         + run_details(elapsed, args.device)
         + f"\n- Settings: {settings}, seed {args.seed}, batch 128, Adam 1e-3, 784-32(ReLU)-decoder MLP\n"
         + "- L2 %: 100 x mean squared error of the clipped point estimate on the test images; NLL in nats/image; "
-        "s/epoch on this CPU (the paper's on a GTX 1060).\n\n" + "\n".join(sections)
+        "s/epoch on this CPU (the paper's on a GTX 1060).\n"
+        + (
+            f"- Written with --report-only from the rows cached in {args.cache} by earlier runs of this script "
+            "with the same settings (e.g. one process per data set, run side by side).\n"
+            if args.report_only
+            else ""
+        )
+        + "\n"
+        + "\n".join(sections)
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
