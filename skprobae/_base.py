@@ -171,21 +171,23 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
                 ) from exc
             if not isinstance(module, nn.Module):
                 raise TypeError(f"{role} must build a torch.nn.Module, got {type(module).__name__}.")
+            self._check_network_output(role, module, n_in, n_expected, head)
             built[role] = module
-        for role, (factory, _, n_in, n_expected) in custom.items():
-            if factory is not None:
-                self._check_network_output(role, built[role], n_in, n_expected, head)
         return built["encoder"], built["decoder"]
 
     def _check_network_output(
         self, role: str, module: nn.Module, n_in: int, n_expected: int, head: OutputDistribution
     ) -> None:
         dtype = next(module.parameters(), torch.empty(0)).dtype
+        training = module.training
+        module.eval()  # the probe must not touch batch-norm statistics
         with torch.no_grad():
             try:
                 output = module(torch.zeros(2, n_in, dtype=dtype))
             except Exception as exc:
                 raise ValueError(f"The custom {role} fails on a batch of shape (2, {n_in}): {exc}") from exc
+            finally:
+                module.train(training)
         if tuple(output.shape) == (2, n_expected):
             return
         if role == "encoder":
