@@ -69,24 +69,9 @@ from _common import markdown_table, run_details
 
 from skprobae import ProbabilisticAutoencoder
 from skprobae.datasets import DATA_ENV, load_images
-from skprobae.distributions import make_distribution
+from skprobae.distributions import BUILTIN_DISTRIBUTIONS, make_distribution
 
-FAMILIES = [
-    "mse",
-    "normal",
-    "normal_diag",
-    "normal_full",
-    "t",
-    "t_diag",
-    "t_full",
-    "maf",
-    "matrix_normal",
-    "matrix_normal_diag",
-    "matrix_normal_full",
-    "matrix_t",
-    "matrix_t_diag",
-    "matrix_t_full",
-]
+FAMILIES = list(BUILTIN_DISTRIBUTIONS)
 PAPER_LABEL = {
     "mse": "MSE",
     "normal": "N(mu)",

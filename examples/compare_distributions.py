@@ -25,24 +25,10 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from skprobae import ProbabilisticAutoencoder
+from skprobae.distributions import BUILTIN_DISTRIBUTIONS
 from skprobae.plotting import plot_image_rows
 
-FAMILIES = [
-    "mse",
-    "normal",
-    "normal_diag",
-    "normal_full",
-    "t",
-    "t_diag",
-    "t_full",
-    "maf",
-    "matrix_normal",
-    "matrix_normal_diag",
-    "matrix_normal_full",
-    "matrix_t",
-    "matrix_t_diag",
-    "matrix_t_full",
-]
+FAMILIES = list(BUILTIN_DISTRIBUTIONS)
 
 
 def main() -> None:

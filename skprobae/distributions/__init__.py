@@ -21,6 +21,7 @@ from ._normal import DiagonalNormal, FullNormal, SquaredError, UnitNormal
 from ._student_t import DiagonalStudentT, FullStudentT, MultivariateStudentT, StudentT
 
 __all__ = [
+    "BUILTIN_DISTRIBUTIONS",
     "DiagonalNormal",
     "DiagonalStudentT",
     "FullNormal",
@@ -44,6 +45,24 @@ __all__ = [
 ]
 
 _REGISTRY: dict[str, Callable[..., OutputDistribution]] = {}
+
+BUILTIN_DISTRIBUTIONS = (
+    "mse",
+    "normal",
+    "normal_diag",
+    "normal_full",
+    "t",
+    "t_diag",
+    "t_full",
+    "maf",
+    "matrix_normal",
+    "matrix_normal_diag",
+    "matrix_normal_full",
+    "matrix_t",
+    "matrix_t_diag",
+    "matrix_t_full",
+)
+"""The 14 families of the vanilla probabilistic autoencoder paper, in its Table 1 order."""
 
 DISTRIBUTION_NAMES = _REGISTRY.keys()
 """Live view of the registered names (estimators validate against it)."""

@@ -4,16 +4,9 @@ import torch
 from scipy import stats
 from scipy.special import multigammaln
 
-from skprobae.distributions import MatrixNormal, MatrixStudentT, make_distribution
+from skprobae.distributions import BUILTIN_DISTRIBUTIONS, MatrixNormal, MatrixStudentT, make_distribution
 
-MATRIX_NAMES = [
-    "matrix_normal",
-    "matrix_normal_diag",
-    "matrix_normal_full",
-    "matrix_t",
-    "matrix_t_diag",
-    "matrix_t_full",
-]
+MATRIX_NAMES = [name for name in BUILTIN_DISTRIBUTIONS if name.startswith("matrix")]
 
 
 @pytest.fixture(autouse=True)

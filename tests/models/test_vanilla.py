@@ -16,17 +16,10 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 
 from skprobae import ProbabilisticAutoencoder
+from skprobae.distributions import BUILTIN_DISTRIBUTIONS
 
 NAMES = ["mse", "normal", "normal_diag", "normal_full", "t", "t_diag", "t_full"]
-MATRIX_NAMES = [
-    "matrix_normal",
-    "matrix_normal_diag",
-    "matrix_normal_full",
-    "matrix_t",
-    "matrix_t_diag",
-    "matrix_t_full",
-]
-ALL_NAMES = [*NAMES, "maf", *MATRIX_NAMES]
+ALL_NAMES = list(BUILTIN_DISTRIBUTIONS)
 FAST = {"n_components": 4, "hidden_layer_sizes": (32,), "max_epochs": 5, "random_state": 0}
 
 
