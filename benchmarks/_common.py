@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import shlex
 import subprocess
 import sys
+from collections.abc import Callable
 from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -66,3 +69,31 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+class RunCache:
+    """Finished runs in a JSON file, keyed by name, kept only while ``settings`` match; lets a stopped run resume.
+
+    ``enabled=False`` keeps everything in memory (quick runs must not overwrite a full run's cache).
+    """
+
+    def __init__(self, path: Path, settings: str, enabled: bool = True):
+        self.path, self.enabled = path, enabled
+        stored = json.loads(path.read_text()) if enabled and path.exists() else {}
+        self.runs: dict = stored.get("runs", {}) if stored.get("settings") == settings else {}
+        self.settings = settings
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.runs
+
+    def __getitem__(self, key: str) -> dict:
+        return self.runs[key]
+
+    def get_or_run(self, key: str, compute: Callable[[], dict]) -> dict:
+        """The cached result of ``key``, or ``compute()``'s, saved at once."""
+        if key not in self.runs:
+            self.runs[key] = compute()
+            if self.enabled:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.path.write_text(json.dumps({"settings": self.settings, "runs": self.runs}))
+        return self.runs[key]

@@ -47,16 +47,16 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import time
 import warnings
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
-from _common import markdown_table, run_details
+from _common import RunCache, markdown_table, run_details
 from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
@@ -233,9 +233,7 @@ def main(argv: list[str] | None = None) -> None:
     detectors = {**skprobae_detectors(args.max_epochs), **({} if args.skip_pyod else pyod_detectors())}
     methods = list(detectors)
     settings = f"seeds={args.seeds} max_train_rows={args.max_train_rows} max_epochs={args.max_epochs}"
-    cache = json.loads(args.cache.read_text()) if args.cache.exists() else {}
-    if cache.get("settings") != settings:
-        cache = {"settings": settings, "runs": {}}
+    cache = RunCache(args.cache, settings)
     results: dict = {m: {s: [] for s in args.sets} for m in methods}
     for name in args.sets:
         try:
@@ -245,12 +243,7 @@ def main(argv: list[str] | None = None) -> None:
         for seed in args.seeds:
             X_train, X_test, y_test = split(X, y, seed, args.max_train_rows)
             for method, factory in detectors.items():
-                key = f"{name}/{seed}/{method}"
-                if key not in cache["runs"]:
-                    cache["runs"][key] = run_one(factory, X_train, X_test, y_test)
-                    args.cache.parent.mkdir(parents=True, exist_ok=True)
-                    args.cache.write_text(json.dumps(cache))
-                run = cache["runs"][key]
+                run = cache.get_or_run(f"{name}/{seed}/{method}", partial(run_one, factory, X_train, X_test, y_test))
                 results[method][name].append(run)
                 shown = f"{run['auroc']:.3f} ({run['fit_s']:.1f} s)" if "auroc" in run else run["error"]
                 print(f"{name:10s} seed {seed} {method:45s} {shown}", flush=True)

@@ -38,16 +38,16 @@ cached beside it (``.json``) so an interrupted run resumes.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 import warnings
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
-from _common import markdown_table, run_details
+from _common import RunCache, markdown_table, run_details
 from sklearn.metrics import roc_auc_score
 
 from skprobae import AEF, PAE, VAE, ProbabilisticAutoencoder
@@ -142,9 +142,7 @@ def main(argv: list[str] | None = None) -> None:
     methods = list(found)
     cache_path = args.output.with_suffix(".json")
     settings = f"n_train={args.n_train} n_test={args.n_test} max_epochs={args.max_epochs} seed={args.seed}"
-    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
-    if cache.get("settings") != settings:
-        cache = {"settings": settings, "runs": {}}
+    cache = RunCache(cache_path, settings)
     sections = []
     for dataset in args.datasets:
         try:
@@ -161,16 +159,14 @@ def main(argv: list[str] | None = None) -> None:
             rows = np.flatnonzero(y == c)
             rows = np.sort(rng.permutation(rows)[: args.n_train]) if args.n_train else rows
             for method, factory in found.items():
-                key = f"{dataset}/{c}/{method}"
-                if key not in cache["runs"]:
-                    cache["runs"][key] = run_one(factory, X[rows].astype(np.float64), X_test, y_test != c)
-                    cache_path.parent.mkdir(parents=True, exist_ok=True)
-                    cache_path.write_text(json.dumps(cache))
-                run = cache["runs"][key]
+                run = cache.get_or_run(
+                    f"{dataset}/{c}/{method}",
+                    partial(run_one, factory, X[rows].astype(np.float64), X_test, y_test != c),
+                )
                 shown = f"{run['auroc']:.3f} (fit {run['fit_s']:.0f} s)" if "auroc" in run else run["error"]
                 print(f"{dataset} class {c} ({len(rows)} rows) {method:35s} {shown}", flush=True)
         sections.append(f"## {dataset}\n\nAUROC of class c (normal) against the other classes.\n\n")
-        sections[-1] += section(dataset, classes, methods, cache["runs"]) + "\n"
+        sections[-1] += section(dataset, classes, methods, cache.runs) + "\n"
         if dataset == "fashion_mnist":
             sections[-1] += "\nClasses 2 and 6 are missing from this project's Fashion-MNIST copy (see above).\n"
     text = "\n".join(

@@ -56,16 +56,16 @@ data set beside it.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import time
 import traceback
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
-from _common import markdown_table, run_details
+from _common import RunCache, markdown_table, run_details
 
 from skprobae import ProbabilisticAutoencoder
 from skprobae.datasets import DATA_ENV, load_images
@@ -212,6 +212,20 @@ def evaluate(
     return row
 
 
+def fit_or_skip(name: str, K: int, architecture: str, data: dict, args: argparse.Namespace) -> dict:
+    """One table row: the fitted model's figures, or why it was skipped."""
+    n_params = count_parameters(name, K, architecture)
+    reason = None
+    if name == "maf" and K > 1 and not args.maf_mixtures:
+        reason = "skipped: point estimate = 50 draws x K components x 784 sequential passes"
+    elif n_params > args.max_params:
+        reason = f"skipped: {n_params / 1e6:.0f}M parameters > --max-params"
+    if reason is None:
+        return evaluate(name, K, architecture, data, args)
+    print(f"  {name} K={K}: {reason}", flush=True)
+    return {"name": name, "K": K, "architecture": architecture, "attempts": [], "params": n_params, "skipped": reason}
+
+
 def load_data(name: str, args: argparse.Namespace) -> dict:
     X, _ = load_images(name, "train", data_dir=args.data_dir)
     X_test, _ = load_images(name, "test", data_dir=args.data_dir)
@@ -336,10 +350,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    cache: dict = json.loads(args.cache.read_text()) if args.cache.exists() and not args.quick else {}
     settings = f"epochs={args.epochs} full_epochs={args.full_epochs} n_train={args.n_train} n_test={args.n_test}"
-    if cache.get("settings") != settings:
-        cache = {"settings": settings, "rows": {}}
+    cache = RunCache(args.cache, settings, enabled=not args.quick)
     sections = []
     for dataset in args.datasets:
         try:
@@ -353,26 +365,10 @@ def main(argv: list[str] | None = None) -> None:
         rows = []
         for name, K, architecture in jobs:
             key = f"{dataset}/{name}/{K}/{architecture}"
-            if key not in cache["rows"] and args.report_only:
+            if key not in cache and args.report_only:
                 rows.append({"name": name, "K": K, "architecture": architecture, "attempts": [], "skipped": "not run"})
                 continue
-            if key not in cache["rows"]:
-                n_params = count_parameters(name, K, architecture)
-                if name == "maf" and K > 1 and not args.maf_mixtures:
-                    row = {"name": name, "K": K, "architecture": architecture, "attempts": [], "params": n_params}
-                    row["skipped"] = "skipped: point estimate = 50 draws x K components x 784 sequential passes"
-                    print(f"  {name} K={K}: {row['skipped']}", flush=True)
-                elif n_params > args.max_params:
-                    row = {"name": name, "K": K, "architecture": architecture, "attempts": [], "params": n_params}
-                    row["skipped"] = f"skipped: {n_params / 1e6:.0f}M parameters > --max-params"
-                    print(f"  {name} K={K}: {row['skipped']}", flush=True)
-                else:
-                    row = evaluate(name, K, architecture, data, args)
-                cache["rows"][key] = row
-                if not args.quick:
-                    args.cache.parent.mkdir(parents=True, exist_ok=True)
-                    args.cache.write_text(json.dumps(cache))
-            rows.append(cache["rows"][key])
+            rows.append(cache.get_or_run(key, partial(fit_or_skip, name, K, architecture, data, args)))
         figure = args.output.with_name(f"{args.output.stem}_{dataset}.png")
         drawn = write_figure(figure, rows, data)
         sections.append(
