@@ -58,3 +58,36 @@ def test_all_missing_feature_and_complete_data():
     assert np.isfinite(filled).all()
     np.testing.assert_array_equal(imputer.transform(X), X)  # nothing missing: unchanged
     assert imputer.get_feature_names_out().tolist() == ["x0", "x1", "x2", "x3"]
+
+
+def test_held_out_calibration_falls_back_to_the_mean_without_structure():
+    # independent features: nothing to learn from the observed entries, so the
+    # held-out shrinkage should pull the fill to the feature mean
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(600, 6))
+    missing = rng.random(X.shape) < 0.2
+    X_missing = np.where(missing, np.nan, X)
+    imputer = PAEImputer(n_components=2, **{**FAST, "max_epochs": 20, "flow_max_epochs": 20}).fit(X_missing)
+    assert imputer.shrinkage_.shape == imputer.std_scale_.shape == (6,)
+    assert (imputer.shrinkage_ >= 0).all() and (imputer.shrinkage_ <= 1).all()
+    assert imputer.shrinkage_.mean() < 0.5
+    filled, std = imputer.transform(X_missing, return_std=True)
+    mean_filled = SimpleImputer().fit_transform(X_missing)
+
+    def rmse(A):
+        return np.sqrt(np.mean((A - X)[missing] ** 2))
+
+    assert rmse(filled) < 1.02 * rmse(mean_filled)
+    coverage = np.mean(np.abs(filled - X)[missing] <= 1.645 * std[missing])
+    assert 0.8 <= coverage <= 0.97, coverage
+
+
+def test_calibration_can_be_turned_off(cancer_missing):
+    _, X_missing, missing, _ = cancer_missing
+    fast = {**FAST, "max_epochs": 5, "flow_max_epochs": 5}
+    imputer = PAEImputer(calibration_fraction=0.0, **fast).fit(X_missing[:200])
+    np.testing.assert_array_equal(imputer.shrinkage_, np.ones(X_missing.shape[1]))
+    np.testing.assert_array_equal(imputer.std_scale_, np.ones(X_missing.shape[1]))
+    filled = imputer.transform(X_missing[:200])
+    assert np.isfinite(filled).all()
+    np.testing.assert_array_equal(filled[~missing[:200]], X_missing[:200][~missing[:200]])
