@@ -19,6 +19,18 @@ import torch
 import skprobae
 
 BASE_PACKAGES = ("scikit-learn", "skorch", "zuko")
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+OUTPUT_HELP = "report path (default: benchmarks/results/<name>.md; with --quick: benchmarks/results/quick/<name>.md)"
+
+
+def report_path(output: Path | None, name: str, quick: bool) -> Path:
+    """``--output`` if given, else the committed report's path; quick runs go to ``results/quick/`` (gitignored).
+
+    A smoke run must never overwrite a full run's report or its cache beside it.
+    """
+    if output is not None:
+        return output
+    return (RESULTS_DIR / "quick" if quick else RESULTS_DIR) / f"{name}.md"
 
 
 def git_revision() -> str:

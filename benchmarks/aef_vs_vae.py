@@ -34,7 +34,7 @@ How to run
     python benchmarks/aef_vs_vae.py --quick                          # smoke run, uses $SKPROBAE_DATA
 
 The table is printed and written to ``benchmarks/results/aef_vs_vae.md``
-(``--output``). ``--device cuda`` runs the models on a GPU.
+(``--output``; ``--quick`` runs write to ``benchmarks/results/quick/``). ``--device cuda`` runs the models on a GPU.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import markdown_table, run_details
+from _common import OUTPUT_HELP, markdown_table, report_path, run_details
 
 from skprobae import AEF, VAE
 from skprobae.datasets import DATA_ENV, load_images
@@ -244,7 +244,7 @@ are upper bounds); the paper averages 20 x 128 samples.
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", default=os.environ.get(DATA_ENV), help=f"data folder (default ${DATA_ENV})")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 2000 rows, 1 epoch, K=2, 200 test rows")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1000 rows, 1 epoch, K=2, 100 test rows")
     parser.add_argument("--latent-sizes", type=int, nargs="+", default=[2, 32])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--n-train", type=int, default=5_000, help="training rows, incl. validation (default 5000)")
@@ -254,10 +254,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--output", type=Path, default=Path("benchmarks/results/aef_vs_vae.md"))
+    parser.add_argument("--output", type=Path, default=None, help=OUTPUT_HELP)
     args = parser.parse_args(argv)
     if args.quick:
-        args.n_train, args.n_test, args.epochs, args.latent_sizes, args.importance_samples = 2000, 200, 1, [2], 16
+        args.n_train, args.n_test, args.epochs, args.latent_sizes, args.importance_samples = 1000, 100, 1, [2], 16
+    args.output = report_path(args.output, "aef_vs_vae", args.quick)
     return args
 
 

@@ -25,7 +25,8 @@ How to run
     python benchmarks/imputation.py --data-dir /work/shared/data    # full run
     python benchmarks/imputation.py --quick                         # smoke run, uses $SKPROBAE_DATA
 
-Writes ``benchmarks/results/imputation.md`` (``--output``) and the PNG beside it.
+Writes ``benchmarks/results/imputation.md`` (``--output``; ``--quick`` runs
+write to ``benchmarks/results/quick/``) and the PNG beside it.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import markdown_table, run_details
+from _common import OUTPUT_HELP, markdown_table, report_path, run_details
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401
@@ -204,11 +205,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--image-epochs", type=int, default=10)
     parser.add_argument("--skip-images", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--output", type=Path, default=Path("benchmarks/results/imputation.md"))
+    parser.add_argument("--output", type=Path, default=None, help=OUTPUT_HELP)
     args = parser.parse_args(argv)
     if args.quick:
         args.sets, args.seeds, args.max_rows = ["breastw", "pima", "wbc"], [0], 500
-        args.image_train, args.image_rows, args.image_epochs = 2000, 50, 2
+        args.image_train, args.image_rows, args.image_epochs = 1000, 50, 2
+    args.output = report_path(args.output, "imputation", args.quick)
     return args
 
 

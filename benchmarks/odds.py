@@ -26,9 +26,11 @@ over the sets, and ADBench's published IForest / ECOD AUROC (Table D4,
 (not wbc: ADBench's WBC is a different table).
 
 ``--max-train-rows`` subsamples every training part to at most that many rows
-(stratified, seeded; the same rows for every detector); ``--quick`` uses one
-seed, 2,000 training rows and ``max_epochs=20`` for the skprobae models (their
-default is 100 with early stopping). A detector that fails on a set is
+(stratified, seeded; the same rows for every detector) and
+``--max-test-rows`` does the same to the test part; ``--quick`` is a smoke run
+(about 2 minutes on one core): one seed, 500 training and 500 test rows per
+set and ``max_epochs=10`` for the skprobae models (their default is 100 with
+early stopping). A detector that fails on a set is
 reported as failed, not dropped silently.
 
 How to run
@@ -36,11 +38,12 @@ How to run
 ::
 
     python benchmarks/odds.py --data-dir ../shared/data             # full run
-    python benchmarks/odds.py --quick                               # ~5 min, uses $SKPROBAE_DATA
+    python benchmarks/odds.py --quick                               # smoke run, uses $SKPROBAE_DATA
 
-Writes ``benchmarks/results/odds.md`` (``--output``). PyOD is the optional
-benchmark dependency (``pip install -c constraints.txt -e ".[bench]"``);
-without it only the skprobae rows run.
+Writes ``benchmarks/results/odds.md`` (``--output``; ``--quick`` runs write to
+``benchmarks/results/quick/``). PyOD is the optional benchmark dependency
+(``pip install -c constraints.txt -e ".[bench]"``); without it only the
+skprobae rows run.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import RunCache, markdown_table, run_details
+from _common import OUTPUT_HELP, RunCache, markdown_table, report_path, run_details
 from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
@@ -126,11 +129,15 @@ def run_one(factory: Callable[[], object], X_train, X_test, y_test) -> dict:
     return {"auroc": float(roc_auc_score(y_test, scores)), "fit_s": fit_s, "score_s": score_s}
 
 
-def split(X: np.ndarray, y: np.ndarray, seed: int, max_train_rows: int | None):
+def split(X: np.ndarray, y: np.ndarray, seed: int, max_train_rows: int | None, max_test_rows: int | None = None):
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, stratify=y, random_state=seed)
     if max_train_rows and len(X_train) > max_train_rows:
         X_train, _, y_train, _ = train_test_split(
             X_train, y_train, train_size=max_train_rows, stratify=y_train, random_state=seed
+        )
+    if max_test_rows and len(X_test) > max_test_rows:
+        X_test, _, y_test, _ = train_test_split(
+            X_test, y_test, train_size=max_test_rows, stratify=y_test, random_state=seed
         )
     return X_train, X_test, y_test
 
@@ -211,16 +218,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sets", nargs="+", default=SETS)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--max-train-rows", type=int, default=None)
+    parser.add_argument("--max-test-rows", type=int, default=None, help="stratified cap on the scored rows")
     parser.add_argument("--max-epochs", type=int, default=None, help="cap skprobae epochs (default: library's)")
     parser.add_argument("--skip-pyod", action="store_true")
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--quick", action="store_true", help="one seed, 2,000 training rows, 20 epochs")
+    parser.add_argument("--quick", action="store_true", help="smoke run: one seed, 500 train/test rows, 10 epochs")
     parser.add_argument("--reference", type=Path, default=REFERENCE)
-    parser.add_argument("--output", type=Path, default=Path("benchmarks/results/odds.md"))
+    parser.add_argument("--output", type=Path, default=None, help=OUTPUT_HELP)
     parser.add_argument("--cache", type=Path, default=None, help="JSON of finished runs (default: beside --output)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.seeds, args.max_train_rows, args.max_epochs = [0], 2000, 20
+        args.seeds, args.max_train_rows, args.max_test_rows, args.max_epochs = [0], 500, 500, 10
+    args.output = report_path(args.output, "odds", args.quick)
     args.cache = args.cache or args.output.with_suffix(".json")
     return args
 
@@ -233,6 +242,7 @@ def main(argv: list[str] | None = None) -> None:
     detectors = {**skprobae_detectors(args.max_epochs), **({} if args.skip_pyod else pyod_detectors())}
     methods = list(detectors)
     settings = f"seeds={args.seeds} max_train_rows={args.max_train_rows} max_epochs={args.max_epochs}"
+    settings += f" max_test_rows={args.max_test_rows}" if args.max_test_rows else ""
     cache = RunCache(args.cache, settings)
     results: dict = {m: {s: [] for s in args.sets} for m in methods}
     for name in args.sets:
@@ -241,7 +251,7 @@ def main(argv: list[str] | None = None) -> None:
         except FileNotFoundError as exc:
             raise SystemExit(f"{exc} Pass --data-dir or set ${DATA_ENV}.") from exc
         for seed in args.seeds:
-            X_train, X_test, y_test = split(X, y, seed, args.max_train_rows)
+            X_train, X_test, y_test = split(X, y, seed, args.max_train_rows, args.max_test_rows)
             for method, factory in detectors.items():
                 run = cache.get_or_run(f"{name}/{seed}/{method}", partial(run_one, factory, X_train, X_test, y_test))
                 results[method][name].append(run)

@@ -21,8 +21,9 @@ classes 2 (pullover) and 6 (shirt) are left out: this project's copy holds
 only 1,230 unlabelled images of the two (``../shared/data/README.md``); the
 test rows labelled -1 are dropped too.
 
-``--quick`` runs MNIST only with 500 training rows per class, 1,000 test rows
-and ``max_epochs=10`` for the skprobae models.
+``--quick`` is a smoke run (about 2 minutes on one core): MNIST only with 200
+training rows per class, 300 test rows and ``max_epochs=5`` for the skprobae
+models.
 
 How to run
 ----------
@@ -31,8 +32,9 @@ How to run
     python benchmarks/one_class.py --data-dir ../shared/data --threads 1
     python benchmarks/one_class.py --quick
 
-Writes ``benchmarks/results/one_class.md`` (``--output``); finished runs are
-cached beside it (``.json``) so an interrupted run resumes.
+Writes ``benchmarks/results/one_class.md`` (``--output``; ``--quick`` runs
+write to ``benchmarks/results/quick/``); finished runs are cached beside it
+(``.json``) so an interrupted run resumes.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import RunCache, markdown_table, run_details
+from _common import OUTPUT_HELP, RunCache, markdown_table, report_path, run_details
 from sklearn.metrics import roc_auc_score
 
 from skprobae import AEF, PAE, VAE, ProbabilisticAutoencoder
@@ -125,11 +127,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-pyod", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--quick", action="store_true", help="MNIST, 500 rows per class, 1,000 test rows, 10 epochs")
-    parser.add_argument("--output", type=Path, default=Path("benchmarks/results/one_class.md"))
+    parser.add_argument("--quick", action="store_true", help="smoke run: MNIST, 200 rows/class, 300 test rows")
+    parser.add_argument("--output", type=Path, default=None, help=OUTPUT_HELP)
     args = parser.parse_args(argv)
     if args.quick:
-        args.datasets, args.n_train, args.n_test, args.max_epochs = ["mnist"], 500, 1000, 10
+        args.datasets, args.n_train, args.n_test, args.max_epochs = ["mnist"], 200, 300, 5
+    args.output = report_path(args.output, "one_class", args.quick)
     return args
 
 

@@ -57,8 +57,9 @@ How to run
     python benchmarks/ood.py --quick                                 # smoke run, uses $SKPROBAE_DATA
 
 The tables are printed and written to ``benchmarks/results/ood.md``
-(``--output``), with a plot of AUROC against K beside it (``.png``).
-PyOD is the optional benchmark dependency: ``pip install -c constraints.txt pyod``.
+(``--output``; ``--quick`` runs write to ``benchmarks/results/quick/``), with a
+plot of AUROC against K beside it (``.png``). PyOD is the optional benchmark
+dependency: ``pip install -c constraints.txt pyod``.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import OUTPUT_HELP, report_path
 from sklearn.metrics import roc_auc_score
 
 import skprobae
@@ -867,7 +869,7 @@ def write_report(
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=os.environ.get(DATA_ENV), help=f"data folder (default ${DATA_ENV})")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 3000 rows, 1 epoch, K=4, 500 test rows")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1000 rows, 1 epoch, K=4, 300 test rows")
     parser.add_argument("--n-train", type=int, default=None, help="training rows (default: all)")
     parser.add_argument("--n-test", type=int, default=None, help="rows of each test set (default: all)")
     parser.add_argument("--epochs", type=int, default=10, help="PAE autoencoder and VAE epochs (default 10)")
@@ -889,13 +891,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--skip-vae", action="store_true", help="leave out the VAE rows")
     parser.add_argument("--skip-pyod", action="store_true", help="leave out the PyOD rows")
-    parser.add_argument("--output", type=Path, default=Path("benchmarks/results/ood.md"))
+    parser.add_argument("--output", type=Path, default=None, help=OUTPUT_HELP)
     parser.add_argument("--no-plot", action="store_true", help="do not write the .png beside --output")
     args = parser.parse_args(argv)
     if args.quick:
-        args.n_train, args.n_test, args.epochs, args.flow_epochs = 3000, 500, 1, 2
+        args.n_train, args.n_test, args.epochs, args.flow_epochs = 1000, 300, 1, 2
         args.latent_sizes, args.laplace_rows, args.noise_rows = [4], 100, 200
-        args.throughput_rows, args.throughput_repeats = 2000, 1
+        args.throughput_rows, args.throughput_repeats = 1000, 1
+    args.output = report_path(args.output, "ood", args.quick)
     return args
 
 

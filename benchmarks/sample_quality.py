@@ -53,9 +53,9 @@ How to run
     python benchmarks/sample_quality.py --data-dir /work/shared/data --threads 1   # full run
     python benchmarks/sample_quality.py --quick                                    # smoke run, uses $SKPROBAE_DATA
 
-``--quick``: MNIST only, 2,000 training rows, 2 epochs (flow 20), 1,000
+``--quick``: MNIST only, 1,000 training rows, 2 epochs (flow 20), 500
 samples, the classifier 1 epoch (or the cached one). Writes
-``benchmarks/results/sample_quality.md`` (``--output``) and
+``benchmarks/results/sample_quality.md`` (``--output``; ``--quick`` runs write to ``benchmarks/results/quick/``) and
 ``sample_quality_<dataset>.png`` beside it.
 """
 
@@ -72,7 +72,7 @@ from pathlib import Path
 import numpy as np
 import scipy.linalg
 import torch
-from _common import markdown_table, run_details
+from _common import OUTPUT_HELP, markdown_table, report_path, run_details
 from torch import nn
 
 from skprobae import AEF, PAE, VAE, ProbabilisticAutoencoder
@@ -413,12 +413,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cache-dir", type=Path, default=Path("benchmarks/.cache"), help="feature CNN weights")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--quick", action="store_true", help="smoke run: MNIST, 2000 rows, 2 epochs, 1000 samples")
-    parser.add_argument("--output", type=Path, default=Path("benchmarks/results/sample_quality.md"))
+    parser.add_argument("--quick", action="store_true", help="smoke run: MNIST, 1000 rows, 2 epochs, 500 samples")
+    parser.add_argument("--output", type=Path, default=None, help=OUTPUT_HELP)
     args = parser.parse_args(argv)
     if args.quick:
-        args.datasets, args.n_train, args.epochs, args.flow_epochs = ["mnist"], 2000, 2, 20
-        args.n_samples, args.cnn_epochs = 1000, 1
+        args.datasets, args.n_train, args.epochs, args.flow_epochs = ["mnist"], 1000, 2, 20
+        args.n_samples, args.cnn_epochs = 500, 1
+    args.output = report_path(args.output, "sample_quality", args.quick)
     return args
 
 

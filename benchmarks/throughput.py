@@ -32,7 +32,7 @@ How to run
     python benchmarks/throughput.py --quick          # smoke run, uses $SKPROBAE_DATA
 
 The table is printed and written to ``benchmarks/results/throughput.md``
-(``--output``).
+(``--output``; ``--quick`` runs write to ``benchmarks/results/quick/``).
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ from pathlib import Path
 import numpy as np
 import skorch
 import torch
+from _common import OUTPUT_HELP, report_path
 from torch import nn
 
 import skprobae
@@ -332,7 +333,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=3, help="epochs per timed run (default 3)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per variant (default 5)")
     parser.add_argument("--n-rows", type=int, default=20_000, help="training rows (default 20000)")
-    parser.add_argument("--output", type=Path, default=Path("benchmarks/results/throughput.md"))
+    parser.add_argument("--output", type=Path, default=None, help=OUTPUT_HELP)
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -341,6 +342,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.n_rows, args.epochs, args.repeats = QUICK_ROWS, QUICK_EPOCHS, QUICK_REPEATS
+    args.output = report_path(args.output, "throughput", args.quick)
     return args
 
 

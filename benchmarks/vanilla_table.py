@@ -49,8 +49,8 @@ How to run
     python benchmarks/vanilla_table.py --data-dir /work/shared/data --threads 1     # full table
     python benchmarks/vanilla_table.py --quick                                       # smoke run, uses $SKPROBAE_DATA
 
-Writes ``benchmarks/results/vanilla_table.md`` (``--output``) and one PNG per
-data set beside it.
+Writes ``benchmarks/results/vanilla_table.md`` (``--output``; ``--quick`` runs
+write to ``benchmarks/results/quick/``) and one PNG per data set beside it.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import RunCache, markdown_table, run_details
+from _common import OUTPUT_HELP, RunCache, markdown_table, report_path, run_details
 
 from skprobae import ProbabilisticAutoencoder
 from skprobae.datasets import DATA_ENV, load_images
@@ -325,21 +325,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--quick", action="store_true", help="smoke run: 2000 rows, 1 epoch, four families, K=1, 2")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1000 rows, 1 epoch, four families, K=1, 2")
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument(
         "--report-only",
         action="store_true",
         help="write the report from --cache without fitting (missing rows: not run)",
     )
-    parser.add_argument("--output", type=Path, default=Path("benchmarks/results/vanilla_table.md"))
+    parser.add_argument("--output", type=Path, default=None, help=OUTPUT_HELP)
     parser.add_argument("--cache", type=Path, default=None, help="JSON of finished rows (default: beside --output)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.n_train, args.n_test, args.epochs, args.mixtures = 2000, 200, 1, [1, 2]
+        args.n_train, args.n_test, args.epochs, args.mixtures = 1000, 100, 1, [1, 2]
         args.distributions = ["mse", "normal_diag", "maf", "matrix_t_diag"]
         args.conv_distributions = ["matrix_normal"]
         args.datasets = args.datasets[:1]
+    args.output = report_path(args.output, "vanilla_table", args.quick)
     args.full_epochs = args.full_epochs or args.epochs
     args.cache = args.cache or args.output.with_suffix(".json")
     return args
