@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     methods = list(detectors)
     settings = f"seeds={args.seeds} max_train_rows={args.max_train_rows} max_epochs={args.max_epochs}"
     settings += f" max_test_rows={args.max_test_rows}" if args.max_test_rows else ""
-    cache = RunCache(args.cache, settings)
+    cache = RunCache(args.cache, settings, enabled=not args.quick)
     results: dict = {m: {s: [] for s in args.sets} for m in methods}
     for name in args.sets:
         try:

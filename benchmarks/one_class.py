@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     methods = list(found)
     cache_path = args.output.with_suffix(".json")
     settings = f"n_train={args.n_train} n_test={args.n_test} max_epochs={args.max_epochs} seed={args.seed}"
-    cache = RunCache(cache_path, settings)
+    cache = RunCache(cache_path, settings, enabled=not args.quick)
     sections = []
     for dataset in args.datasets:
         try:
