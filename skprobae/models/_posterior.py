@@ -63,6 +63,30 @@ def _neg_log_joint(decode: Callable[[Tensor], Tensor], u: Tensor, x: Tensor, pre
     return 0.5 * (residual * residual * precision).sum(-1) + 0.5 * (u * u).sum(-1)
 
 
+def _laplace_factor(hessian: Tensor) -> tuple[Tensor, Tensor]:
+    """Cholesky factors of the Laplace precisions, and which of them are usable.
+
+    ``I + J^T W J`` is positive definite in exact arithmetic, but where the
+    flow's tails give the decoder a huge Jacobian (1e14 on shuttle) its
+    condition number passes 1e16 and float64 Cholesky fails. Such a mode is
+    nearly a point mass: a jitter of 1e-10 of the largest diagonal entry
+    changes its (tiny) covariance, not the result. A factor that still fails
+    or is not finite is replaced by the identity and reported unusable.
+    """
+    chol, info = torch.linalg.cholesky_ex(hessian)
+    failed = (info != 0) | ~torch.isfinite(hessian).all(-1).all(-1)
+    if failed.any():
+        eye = torch.eye(hessian.shape[-1], dtype=hessian.dtype, device=hessian.device)
+        finite = torch.where(torch.isfinite(hessian), hessian, 0.0)
+        jitter = 1e-10 * finite.diagonal(dim1=-2, dim2=-1).abs().amax(-1)
+        repaired, info = torch.linalg.cholesky_ex(finite + jitter[..., None, None] * eye)
+        failed_again = failed & ((info != 0) | ~torch.isfinite(hessian).all(-1).all(-1))
+        chol = torch.where(failed[..., None, None], repaired, chol)
+        chol = torch.where(failed_again[..., None, None], eye, chol)
+        return chol, ~failed_again
+    return chol, torch.ones(hessian.shape[:-2], dtype=torch.bool, device=hessian.device)
+
+
 def posterior_draws(
     decode: Callable[[Tensor], Tensor],
     start: Tensor,
@@ -115,7 +139,8 @@ def posterior_draws(
             (grad,) = torch.autograd.grad(_neg_log_joint(decode, u, x, precision).sum(), u)
             u.grad = grad
             optimizer.step()
-    modes = u.detach()
+    diverged = ~torch.isfinite(u.detach()).all(-1)  # (R, n)
+    modes = torch.where(diverged[..., None], 0.0, u.detach())
 
     # 2. Laplace at each mode: Gauss-Newton Hessian I + J^T W J from K forward-mode columns.
     with torch.no_grad():
@@ -127,11 +152,12 @@ def posterior_draws(
             columns.append(d_decoded)
         J = torch.stack(columns, -1)  # (R, n, d, K)
         hessian = torch.eye(K, dtype=x.dtype, device=x.device) + J.mT @ (precision[..., None] * J)
-        chol = torch.linalg.cholesky(hessian)  # (R, n, K, K)
+        chol, usable = _laplace_factor(hessian)
         n_observed = observed.sum(-1)
         log_norm = -0.5 * (torch.where(observed, variance.log().expand_as(x), 0).sum(-1) + n_observed * _LOG_2PI)
         log_joint = -_neg_log_joint(decode, modes, x, precision) + log_norm - 0.5 * K * _LOG_2PI
         evidence = log_joint + 0.5 * K * _LOG_2PI - chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)  # (R, n)
+        evidence = evidence.masked_fill(diverged | ~usable | ~torch.isfinite(evidence), -math.inf)
 
         # 3. Keep distinct modes (best first); the rest get zero weight.
         order = evidence.argsort(0, descending=True)
@@ -145,6 +171,8 @@ def posterior_draws(
             distance = (ranked[:r] - ranked[r]).norm(dim=-1)  # (r, n)
             keep[r] = ~((distance < tolerance) & keep[:r]).any(0)
         ranked_evidence = evidence.gather(0, order).masked_fill(~keep, -math.inf)
+        # a row whose every mode failed keeps its best-ranked one, with the prior's spread (identity factor)
+        ranked_evidence[0] = torch.where(torch.isinf(ranked_evidence).all(0), 0.0, ranked_evidence[0])
         weights = torch.softmax(ranked_evidence, dim=0).T  # (n, R)
         ranked_chol = chol.gather(0, order[..., None, None].expand_as(chol))
 

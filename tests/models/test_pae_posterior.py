@@ -143,3 +143,38 @@ def test_bad_input(digits_pae, method, kwargs, X_kind, match):
     X = {"digits": X[:3], "nan": np.where(np.eye(3, 64) > 0, np.nan, X[:3]), "narrow": X[:3, :10]}[X_kind]
     with pytest.raises(ValueError, match=match):
         getattr(pae, method)(X, **kwargs)
+
+
+def test_ill_conditioned_laplace_precision_gives_finite_draws():
+    # shuttle's flow tails gave Jacobians near 1e14: I + J^T W J then rounds to a rank-1
+    # matrix and a plain Cholesky factorisation fails
+    import torch
+
+    from skprobae.models._posterior import PosteriorSettings, posterior_draws
+
+    K, d, n = 3, 4, 5
+    direction = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64) / 14**0.5
+
+    def decode(u):
+        return 1e14 * (u @ direction)[..., None].expand(*u.shape[:-1], d)
+
+    x = torch.zeros(n, d, dtype=torch.float64)
+    observed = torch.ones(n, d, dtype=torch.bool)
+    observed[:, -1] = False
+    hessian = torch.eye(K, dtype=torch.float64) + 1e34 * 3 * torch.outer(direction, direction)
+    assert (torch.linalg.cholesky_ex(hessian).info != 0).item()  # the case being tested
+    generator = torch.Generator().manual_seed(0)
+    posterior = posterior_draws(
+        decode,
+        torch.zeros(n, K, dtype=torch.float64),
+        x,
+        observed,
+        sigma=torch.full((d,), 1e-3, dtype=torch.float64),
+        noise_std=torch.zeros(d, dtype=torch.float64),
+        restart_noise=torch.randn(2, K, generator=generator, dtype=torch.float64),
+        draw_uniform=torch.rand(20, generator=generator, dtype=torch.float64),
+        draw_noise=torch.randn(20, K, generator=generator, dtype=torch.float64),
+        settings=PosteriorSettings(n_restarts=3, n_steps=5, n_samples=20),
+    )
+    mean, std = posterior.moments()
+    assert torch.isfinite(mean).all() and torch.isfinite(std).all()
