@@ -74,13 +74,14 @@ def _laplace_factor(hessian: Tensor) -> tuple[Tensor, Tensor]:
     or is not finite is replaced by the identity and reported unusable.
     """
     chol, info = torch.linalg.cholesky_ex(hessian)
-    failed = (info != 0) | ~torch.isfinite(hessian).all(-1).all(-1)
+    not_finite = ~torch.isfinite(hessian).all(-1).all(-1)
+    failed = (info != 0) | not_finite
     if failed.any():
         eye = torch.eye(hessian.shape[-1], dtype=hessian.dtype, device=hessian.device)
         finite = torch.where(torch.isfinite(hessian), hessian, 0.0)
         jitter = 1e-10 * finite.diagonal(dim1=-2, dim2=-1).abs().amax(-1)
         repaired, info = torch.linalg.cholesky_ex(finite + jitter[..., None, None] * eye)
-        failed_again = failed & ((info != 0) | ~torch.isfinite(hessian).all(-1).all(-1))
+        failed_again = failed & ((info != 0) | not_finite)
         chol = torch.where(failed[..., None, None], repaired, chol)
         chol = torch.where(failed_again[..., None, None], eye, chol)
         return chol, ~failed_again
