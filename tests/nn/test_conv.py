@@ -2,21 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from skprobae.distributions import make_distribution
+from skprobae.distributions import BUILTIN_DISTRIBUTIONS, make_distribution
 from skprobae.nn import build_networks, parse_image_shape
 
-NAMES = [
-    "mse",
-    "normal",
-    "normal_diag",
-    "normal_full",
-    "t",
-    "t_diag",
-    "t_full",
-    "maf",
-    "matrix_normal_diag",
-    "matrix_t_full",
-]
+NAMES = BUILTIN_DISTRIBUTIONS
 
 
 @pytest.mark.parametrize("shape", [(8, 8), (1, 28, 28), (3, 5, 7), (1, 1, 3)])
