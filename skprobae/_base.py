@@ -1,10 +1,28 @@
-"""Machinery shared by every skprobae estimator.
+"""The steps every skprobae estimator shares, said once over small per-model hooks.
 
-Validation at the door, seeding, device choice, the seeded validation split,
-training a module through :class:`~skprobae._net.LikelihoodNet`, batched
-inference, and the outlier-detection contract of scikit-learn's
-``IsolationForest`` (``contamination``, ``offset_``, ``decision_function``,
-``predict``).
+An estimator subclasses :class:`BaseAutoencoder`, lists its hyperparameters in
+``__init__`` (which only stores them) and implements the hooks:
+
+``_build_module(X)``
+    the torch module trained by ``fit`` (built under the estimator's seed);
+``_fit_rest(X, split, rng)``
+    the fitted attributes beyond the trained network (named steps);
+``_encode(x)``, ``_decode(z)``, ``_reconstruct(x, return_std)``
+    codes, point estimates, point estimates with their per-feature std;
+``_prior``
+    the latent prior (:class:`~skprobae.nn.LatentPrior`) that ``sample`` draws from;
+``_log_density(x)``
+    what ``score_samples`` returns, float64.
+
+This class turns them into ``fit``, ``transform``, ``inverse_transform``,
+``reconstruct``, ``sample``, ``score_samples``, ``score`` and the outlier
+contract of scikit-learn's ``IsolationForest`` (``contamination``,
+``offset_``, ``decision_function``, ``predict``). Every inference call goes
+through :meth:`BaseAutoencoder._run`: the model is moved to the current
+``device`` and ``inference_dtype``, the rows are processed in fixed-size
+blocks (:func:`~skprobae._engine.map_rows`) with the thread count of
+:func:`~skprobae._engine.choose_threads`, and a device that runs out of memory
+gets an error that says what to change.
 """
 
 from __future__ import annotations
@@ -13,34 +31,64 @@ import contextlib
 import math
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
 import torch
+from sklearn import get_config
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin
 from sklearn.utils import check_array, check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
-from skorch.callbacks import EarlyStopping, ProgressBar
-from skorch.dataset import Dataset
+from skorch.callbacks import PrintLog
 from skorch.helper import predefined_split
-from torch import nn
+from torch import Tensor, nn
 
-from ._net import ClipGradNorm, LikelihoodNet, TensorBatches
-from .distributions import OutputDistribution
-from .nn import ACTIVATIONS, build_networks, parse_image_shape
+from ._engine import (
+    INFERENCE_DTYPES,
+    MIXED_PRECISIONS,
+    RowBatches,
+    RowCost,
+    RowData,
+    block_rows,
+    choose_threads,
+    iter_blocks,
+    map_rows,
+    measure_row_cost,
+    torch_threads,
+    training_source,
+)
+from ._net import ClipGradNorm, EpochProgress, KeepBest, LikelihoodNet
+from .distributions import OutputDistribution, make_distribution
+from .nn import ACTIVATIONS, LatentPrior, build_networks, parse_image_shape
 
 _SEED_MAX = np.iinfo(np.int32).max
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
+OFFSET_ROWS = (1_000, 20_000)
+"""Training rows scored for ``offset_``: all of them up to the first number; above it, a seeded subsample
+as large as :data:`OFFSET_FLOPS` of scoring allows, between the two numbers."""
 
-def _silent(*args, **kwargs) -> None:
-    """A picklable sink that swallows skorch's callback messages."""
+OFFSET_FLOPS = 2e11
+"""Scoring work (FLOPs) the ``offset_`` subsample may cost, about two seconds on one CPU core."""
 
 
 def draw_seed(random_state) -> int:
     """An integer seed from anything ``check_random_state`` accepts."""
     return int(check_random_state(random_state).randint(_SEED_MAX))
+
+
+def torch_generator(random_state) -> torch.Generator:
+    """A CPU torch generator seeded from anything ``check_random_state`` accepts."""
+    return torch.Generator().manual_seed(draw_seed(random_state))
+
+
+def _fork_rng(device: str | torch.device):
+    """``torch.random.fork_rng`` over the CPU generator and, on a GPU, that device's."""
+    device = torch.device(device)
+    return torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else [])
 
 
 @contextlib.contextmanager
@@ -50,9 +98,7 @@ def torch_seeded(seed: int, device: str | torch.device = "cpu") -> Iterator[None
     Module initialisation and ``torch.distributions`` sampling draw from the
     global generator; forking it keeps the user's own torch randomness intact.
     """
-    device = torch.device(device)
-    cuda_devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda_devices):
+    with _fork_rng(device):
         torch.manual_seed(seed)
         yield
 
@@ -66,7 +112,10 @@ def resolve_device(device: str) -> str:
     except RuntimeError as exc:
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}.") from exc
     if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was requested but CUDA is not available; use device='auto' or 'cpu'.")
+        raise ValueError(
+            f"device={device!r} was requested but CUDA is not available; use device='auto' or 'cpu' "
+            "(a model fitted on a GPU runs on the CPU after set_params(device='cpu'))."
+        )
     return device
 
 
@@ -75,14 +124,34 @@ def to_numpy(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().to("cpu", torch.float64).numpy()
 
 
-class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, BaseEstimator):
-    """Base class of the autoencoder estimators; not for direct use.
+@dataclass(frozen=True)
+class Split:
+    """The seeded training / validation rows of a fit."""
 
-    Subclasses list their hyperparameters in ``__init__`` (which only stores
-    them), build a torch module in ``fit`` and train it with
-    :meth:`_fit_module`. They implement ``score_samples``; this class turns it
-    into ``score``, ``decision_function``, ``predict`` and ``offset_``.
-    """
+    train: np.ndarray
+    valid: np.ndarray
+
+    @property
+    def fit_rows(self) -> np.ndarray:
+        """Rows statistics of the training data are taken on: the training rows (all, if there are none)."""
+        return self.train if len(self.train) else np.concatenate([self.train, self.valid])
+
+    @property
+    def held_out(self) -> np.ndarray:
+        """Rows a held-out quantity is measured on: the validation rows, else the training rows."""
+        return self.valid if len(self.valid) else self.fit_rows
+
+
+@contextlib.contextmanager
+def _explain_out_of_memory(owner: str, action: str, remedy: str) -> Iterator[None]:
+    try:
+        yield
+    except torch.OutOfMemoryError as exc:
+        raise torch.OutOfMemoryError(f"{owner} ran out of device memory {action}. {remedy}") from exc
+
+
+class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, BaseEstimator):
+    """Base class of the autoencoder estimators; not for direct use (see the module docstring)."""
 
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
@@ -97,6 +166,9 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), None],
         "max_grad_norm": [Interval(Real, 0, None, closed="neither"), None],
+        "inference_dtype": [StrOptions(set(INFERENCE_DTYPES))],
+        "mixed_precision": [StrOptions(set(MIXED_PRECISIONS)), None],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), Options(Integral, {-1}), None],
         "device": [str],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -106,6 +178,39 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
         "encoder_kwargs": [dict, None],
         "decoder_kwargs": [dict, None],
     }
+
+    _stage = "autoencoder"  # label of the main training stage in progress bars and summaries
+
+    # ------------------------------------------------------------------ hooks
+    def _build_module(self, X: np.ndarray) -> nn.Module:
+        raise NotImplementedError
+
+    def _fit_rest(self, X: np.ndarray, split: Split, rng: np.random.RandomState) -> None:
+        """Fitted attributes beyond the trained network; nothing by default."""
+
+    def _encode(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _decode(self, z: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _reconstruct(self, x: Tensor, return_std: bool) -> Tensor | tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    @property
+    def _prior(self) -> LatentPrior:
+        raise NotImplementedError
+
+    def _log_density(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _fitted_nets(self) -> list[LikelihoodNet]:
+        """The skorch nets of the fitted model (moved together between devices and dtypes)."""
+        return [self.net_]
+
+    def _cost_key(self) -> tuple:
+        """Parameters that change the per-row cost of inference after fit (they key the block sizes)."""
+        return ()
 
     # ------------------------------------------------------------------ input
     def _validate_params_and_data(self, X) -> np.ndarray:
@@ -117,10 +222,79 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
         channels = getattr(self, "conv_channels", (1,))
         if not channels or not all(isinstance(c, Integral) and not isinstance(c, bool) and c >= 1 for c in channels):
             raise ValueError(f"conv_channels must be a non-empty tuple of positive integers, got {channels!r}.")
+        if self.mixed_precision == "fp16" and torch.device(resolve_device(self.device)).type == "cpu":
+            warnings.warn(
+                "mixed_precision='fp16' on the CPU is emulated and usually slower than float32; "
+                "'bf16' uses the CPU's bfloat16 instructions where it has them.",
+                UserWarning,
+                stacklevel=3,
+            )
         X = self._check_X(X, reset=True)
         if self.image_shape is not None or self.architecture == "conv":
             parse_image_shape(self.image_shape, X.shape[1])
         return X
+
+    def _check_X(self, X, reset: bool = False) -> np.ndarray:
+        """Validated rows: float32 and float64 (memory-mapped or not) as they are, anything else as float64.
+
+        Finiteness and the float32 range are checked block by block, so a
+        memory-mapped file is never read whole into memory.
+        """
+        if isinstance(X, np.ndarray) and X.ndim > 2:
+            X = self._flatten_images(X)
+        X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32], ensure_all_finite=False)
+        for block in iter_blocks(X, max(1, 2**24 // max(1, X.shape[1]))):
+            magnitude = np.abs(block).max(initial=0.0)
+            if not np.isfinite(magnitude):
+                what = "NaN" if np.isnan(block).any() else f"infinity or a value too large for {X.dtype!r}"
+                raise ValueError(f"Input X contains {what}.")
+            if magnitude > _FLOAT32_MAX:
+                raise ValueError(
+                    "X has values beyond the float32 range (|x| > 3.4e38) that the network cannot represent; "
+                    "rescale X, e.g. with StandardScaler."
+                )
+        return X
+
+    def _check_codes(self, Z) -> np.ndarray:
+        """Latent codes for ``inverse_transform``: 2-D, finite, ``n_components`` columns."""
+        Z = check_array(Z, dtype=[np.float64, np.float32])
+        if Z.shape[1] != self.n_components:
+            raise ValueError(
+                f"Z has {Z.shape[1]} columns, but {type(self).__name__} has n_components={self.n_components}."
+            )
+        return Z
+
+    @staticmethod
+    def _check_n_samples(n_samples) -> int:
+        if not isinstance(n_samples, Integral) or isinstance(n_samples, bool) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+        return int(n_samples)
+
+    @staticmethod
+    def _check_temperature(temperature) -> float:
+        if not isinstance(temperature, Real) or isinstance(temperature, bool) or temperature <= 0:
+            raise ValueError(f"temperature must be a positive number, got {temperature!r}.")
+        return float(temperature)
+
+    def _flatten_images(self, X: np.ndarray) -> np.ndarray:
+        """Accept ``(n, C, H, W)`` or ``(n, H, W)`` arrays matching ``image_shape`` as flat rows."""
+        if self.image_shape is None:
+            raise ValueError(f"X has shape {X.shape}; pass 2-D rows, or set image_shape to fit images.")
+        expected = parse_image_shape(self.image_shape, int(np.prod(X.shape[1:])))
+        if X.shape[1:] not in (tuple(self.image_shape), expected, expected[1:]):
+            raise ValueError(f"X has images of shape {X.shape[1:]}, but image_shape is {tuple(self.image_shape)}.")
+        return X.reshape(len(X), -1)
+
+    # ----------------------------------------------------------------- networks
+    def _make_head(self, n_features: int) -> OutputDistribution:
+        """The output distribution named by ``distribution`` (a mixture of ``n_mixtures``) over ``n_features``."""
+        return make_distribution(
+            self.distribution,
+            n_features,
+            self.n_mixtures,
+            image_shape=self.image_shape,
+            **(self.distribution_options or {}),
+        )
 
     def _build_networks(
         self, n_features: int, head: OutputDistribution, encoder_outputs: int | None = None
@@ -202,50 +376,48 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
             f"it must return (2, {n_expected}): {need}."
         )
 
-    def _check_X(self, X, reset: bool = False) -> np.ndarray:
-        if isinstance(X, np.ndarray) and X.ndim > 2:
-            X = self._flatten_images(X)
-        X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
-        if X.size and np.abs(X).max() > _FLOAT32_MAX:
-            raise ValueError(
-                "X has values beyond the float32 range (|x| > 3.4e38) that the network cannot represent; "
-                "rescale X, e.g. with StandardScaler."
-            )
-        return X
-
-    def _check_codes(self, Z) -> np.ndarray:
-        """Latent codes for ``inverse_transform``: 2-D, finite, ``n_components`` columns."""
-        Z = check_array(Z, dtype=[np.float64, np.float32])
-        if Z.shape[1] != self.n_components:
-            raise ValueError(
-                f"Z has {Z.shape[1]} columns, but {type(self).__name__} has n_components={self.n_components}."
-            )
-        return Z
-
-    @staticmethod
-    def _check_n_samples(n_samples) -> int:
-        if not isinstance(n_samples, Integral) or isinstance(n_samples, bool) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
-        return int(n_samples)
-
-    @staticmethod
-    def _check_temperature(temperature) -> float:
-        if not isinstance(temperature, Real) or isinstance(temperature, bool) or temperature <= 0:
-            raise ValueError(f"temperature must be a positive number, got {temperature!r}.")
-        return float(temperature)
-
-    def _flatten_images(self, X: np.ndarray) -> np.ndarray:
-        """Accept ``(n, C, H, W)`` or ``(n, H, W)`` arrays matching ``image_shape`` as flat rows."""
-        if self.image_shape is None:
-            raise ValueError(f"X has shape {X.shape}; pass 2-D rows, or set image_shape to fit images.")
-        expected = parse_image_shape(self.image_shape, int(np.prod(X.shape[1:])))
-        if X.shape[1:] not in (tuple(self.image_shape), expected, expected[1:]):
-            raise ValueError(f"X has images of shape {X.shape[1:]}, but image_shape is {tuple(self.image_shape)}.")
-        return X.reshape(len(X), -1)
-
     # --------------------------------------------------------------- training
-    def _split(self, n_samples: int, rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray]:
-        """Seeded train/validation indices according to ``validation_fraction``."""
+    def fit(self, X, y=None):
+        """Train the model on ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data, no NaN or infinite values. A float32 ``np.memmap``
+            is read batch by batch, never copied whole.
+        y : ignored
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        X = self._validate_params_and_data(X)
+        self._check_fit_settings(X)
+        rng = check_random_state(self.random_state)
+        split = self._split(len(X), rng)
+        self._row_costs = {}
+        self.net_ = self._train_stage(
+            partial(self._build_module, X),
+            X,
+            split,
+            seed=draw_seed(rng),
+            stage=self._stage,
+            max_epochs=self.max_epochs,
+            learning_rate=self.learning_rate,
+        )
+        self.history_ = self.net_.history
+        self.n_iter_ = len(self.net_.history)
+        self._n_features_out = self.n_components
+        self._fit_rest(X, split, rng)
+        self._fit_offset(X, rng)
+        return self
+
+    def _check_fit_settings(self, X: np.ndarray) -> None:
+        """Reject parameter combinations that cannot fit ``X``, before any training; nothing by default."""
+
+    def _split(self, n_samples: int, rng: np.random.RandomState) -> Split:
+        """Seeded train/validation rows according to ``validation_fraction``."""
         n_valid = math.ceil(self.validation_fraction * n_samples) if self.validation_fraction > 0 else 0
         if n_valid and n_samples - n_valid < 1:
             warnings.warn(
@@ -256,156 +428,268 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
             )
             n_valid = 0
         order = rng.permutation(n_samples)
-        return np.sort(order[n_valid:]), np.sort(order[:n_valid])
+        return Split(train=np.sort(order[n_valid:]), valid=np.sort(order[:n_valid]))
 
-    def _callbacks(self, has_validation: bool) -> list:
+    def _callbacks(self, stage: str, max_epochs: int, has_validation: bool) -> list:
         callbacks = []
         if self.n_iter_no_change is not None:
-            callbacks.append(
-                (
-                    "early_stopping",
-                    EarlyStopping(
-                        monitor="valid_loss" if has_validation else "train_loss",
-                        patience=self.n_iter_no_change,
-                        threshold=1e-4,
-                        threshold_mode="abs",
-                        load_best=True,
-                        sink=_silent,
-                    ),
-                )
-            )
+            monitor = "valid_loss" if has_validation else "train_loss"
+            callbacks.append(("keep_best", KeepBest(monitor, self.n_iter_no_change)))
         if self.max_grad_norm is not None:
             callbacks.append(("gradient_clipping", ClipGradNorm(self.max_grad_norm)))
         if self.verbose:
-            callbacks.append(("progress_bar", ProgressBar()))
+            callbacks.append(("progress_bar", EpochProgress(stage, max_epochs)))
+        if self.verbose and self.verbose > 1:
+            callbacks.append(("print_log", PrintLog()))
         return callbacks
 
-    def _fit_module(
-        self, build_module: Callable[[], nn.Module], X: np.ndarray
-    ) -> tuple[np.random.RandomState, np.ndarray, np.ndarray]:
-        """Build and train the main module on ``X``; sets ``net_``, ``history_``, ``n_iter_``.
-
-        ``build_module`` runs under the estimator's seed, so weight
-        initialisation is reproducible. Returns the random state the rest of
-        ``fit`` should draw from and the training and validation row indices.
-        """
-        rng = check_random_state(self.random_state)
-        train_idx, valid_idx = self._split(len(X), rng)
-        seed = int(rng.randint(_SEED_MAX))
-        device = resolve_device(self.device)
-        with torch_seeded(seed, device):
-            module = build_module()
-            self._inference_batch_size = self._batch_size_for(module)
-            X_tensor = torch.tensor(X, dtype=torch.float32, device=device)
-            net = self._train_net(
-                module,
-                X_tensor[train_idx],
-                X_tensor[valid_idx] if len(valid_idx) else None,
-                seed=seed,
-                device=device,
-                max_epochs=self.max_epochs,
-                learning_rate=self.learning_rate,
-            )
-        self.net_ = net
-        self.history_ = net.history
-        self.n_iter_ = len(net.history)
-        self._n_features_out = self.n_components
-        return rng, train_idx, valid_idx
-
-    def _train_net(
+    def _train_stage(
         self,
-        module: nn.Module,
-        X_train: torch.Tensor,
-        X_valid: torch.Tensor | None,
+        build_module: Callable[[], nn.Module],
+        X: np.ndarray | Tensor,
+        split: Split,
         *,
         seed: int,
-        device: str,
+        stage: str,
         max_epochs: int,
         learning_rate: float,
     ) -> LikelihoodNet:
-        """Train ``module`` on ``module.loss(module(X), X)`` with the shared callbacks.
+        """Build a module under ``seed`` and train it on ``module.loss(module(X), X)``: one training stage.
 
-        Batch size, weight decay, early stopping, clipping and verbosity come
-        from the estimator's parameters. Afterwards the module is in eval mode
-        and float64: trained in float32, evaluated in float64 (the upcast is
-        exact, and float64 outputs do not depend on how rows are batched).
+        Batch size, weight decay, early stopping, clipping, precision, threads
+        and verbosity come from the estimator's parameters. The rows are read
+        from where ``X`` lives (:func:`~skprobae._engine.training_source`).
+        Afterwards the module is in eval mode, on the inference device and in
+        the inference dtype.
         """
-        net = LikelihoodNet(
-            module,
-            criterion=nn.Identity,  # unused: LikelihoodNet.get_loss asks the module
-            optimizer=torch.optim.Adam,
-            optimizer__weight_decay=self.weight_decay,
-            lr=learning_rate,
-            max_epochs=max_epochs,
-            batch_size=self.batch_size,
-            iterator_train=TensorBatches,
-            iterator_train__shuffle=True,
-            iterator_train__generator=torch.Generator().manual_seed(seed),
-            iterator_valid=TensorBatches,
-            iterator_valid__batch_size=self._inference_batch_size,
-            train_split=predefined_split(Dataset(X_valid)) if X_valid is not None else None,
-            callbacks=self._callbacks(X_valid is not None),
-            device=device,
-            verbose=self.verbose,
-            owner=type(self).__name__,
-        )
-        net.fit(X_train)
-        net.module_.eval().to(torch.float64)
+        device = resolve_device(self.device)
+        with torch_seeded(seed, device):
+            module = build_module()
+            source = training_source(X, device) if isinstance(X, np.ndarray) else X.to(device)
+            cost = self._training_cost(module, X.shape[1], device)
+            valid = RowData(source, split.valid) if len(split.valid) else None
+            net = LikelihoodNet(
+                module,
+                criterion=nn.Identity,  # unused: LikelihoodNet.get_loss asks the module
+                optimizer=torch.optim.Adam,
+                optimizer__weight_decay=self.weight_decay,
+                **({"optimizer__fused": True} if torch.device(device).type in ("cpu", "cuda") else {}),
+                lr=learning_rate,
+                max_epochs=max_epochs,
+                batch_size=self.batch_size,
+                iterator_train=RowBatches,
+                iterator_train__shuffle=True,
+                iterator_train__generator=torch.Generator().manual_seed(seed),
+                iterator_train__device=device,
+                iterator_valid=RowBatches,
+                iterator_valid__batch_size=block_rows(cost, device),
+                iterator_valid__device=device,
+                train_split=predefined_split(valid) if valid is not None else None,
+                callbacks=self._callbacks(stage, max_epochs, valid is not None),
+                device=device,
+                verbose=self.verbose,
+                owner=type(self).__name__,
+                stage=stage,
+                mixed_precision=MIXED_PRECISIONS.get(self.mixed_precision),
+            )
+            threads = choose_threads(self.n_threads, 3 * cost.flops * min(self.batch_size, len(split.train) or 1))
+            remedy = (
+                f"Lower batch_size (now {self.batch_size}); the training data stays in host memory when it is a "
+                "memory-mapped array (np.memmap or np.load(..., mmap_mode='r'))."
+            )
+            with torch_threads(threads), _explain_out_of_memory(type(self).__name__, f"training the {stage}", remedy):
+                net.fit(RowData(source, split.train))
+        if self.verbose:
+            print(net.stop_summary())
+        self._prepare_net(net)
         return net
 
     @staticmethod
-    def _batch_size_for(module: nn.Module) -> int:
-        """Rows per inference batch: keeps the decoded distribution near 2**24 floats."""
-        cost = getattr(getattr(module, "head", None), "inference_cost", 1024)
-        return int(max(1, min(4096, 2**24 // max(1, cost))))
+    def _training_cost(module: nn.Module, n_features: int, device: str) -> RowCost:
+        """Per-row cost of the training loss (forward pass), measured in eval mode on a private RNG."""
+        training = module.training
+        module.to(device).eval()
+        try:
+            with _fork_rng(device):
+                example = torch.zeros(4, n_features, device=device)
+                return measure_row_cost(lambda x: module.loss(module(x), x), example)
+        finally:
+            module.train(training)
 
     # -------------------------------------------------------------- inference
+    def _prepare_net(self, net: LikelihoodNet) -> None:
+        """Put a trained net in eval mode on the current device and inference dtype."""
+        device = torch.device(resolve_device(self.device))
+        dtype = INFERENCE_DTYPES[self.inference_dtype]
+        module = net.module_.eval()
+        parameter = next(module.parameters(), None)
+        if parameter is None or parameter.device != device or parameter.dtype != dtype:
+            module.to(device=device, dtype=dtype)
+        net.device = str(device)
+
+    def _sync_modules(self) -> None:
+        """Move the fitted model to the current ``device`` and ``inference_dtype`` (``set_params`` after fit)."""
+        for net in self._fitted_nets():
+            self._prepare_net(net)
+
     @property
-    def _device(self) -> str:
-        return self.net_.device
+    def _device(self) -> torch.device:
+        return torch.device(self.net_.device)
 
-    def _batches(self, X: np.ndarray) -> Iterator[torch.Tensor]:
-        """float64 tensors of consecutive rows of ``X`` on the model's device."""
-        size = self._inference_batch_size
-        for start in range(0, len(X), size):
-            yield torch.tensor(X[start : start + size], dtype=torch.float64, device=self._device)
+    @property
+    def _network_dtype(self) -> torch.dtype:
+        return INFERENCE_DTYPES[self.inference_dtype]
 
-    def _map_batches(self, fn: Callable, X: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
-        """Apply ``fn`` to batches of ``X`` without gradients; concatenate as float64 numpy."""
-        outputs = []
-        with torch.no_grad():
-            for batch in self._batches(X):
-                out = fn(batch)
-                outputs.append(tuple(map(to_numpy, out)) if isinstance(out, tuple) else to_numpy(out))
-        if isinstance(outputs[0], tuple):
-            return tuple(np.concatenate(parts) for parts in zip(*outputs, strict=False))
-        return np.concatenate(outputs)
+    def _tensor(self, array: np.ndarray) -> Tensor:
+        """A fitted float64 array as a float64 tensor on the model's device."""
+        return torch.as_tensor(np.asarray(array), dtype=torch.float64, device=self._device)
 
-    # ---------------------------------------------------------- outlier contract
-    _offset_max_rows = 20_000
+    def _row_cost(
+        self,
+        kind: str,
+        fn: Callable[[Tensor], object],
+        example: np.ndarray,
+        steps: tuple[Callable[[int], Callable[[Tensor], object]], int] | None = None,
+    ) -> RowCost:
+        """What a row of ``fn`` costs (:func:`~skprobae._engine.measure_row_cost`), cached per model and setting.
 
-    def _offset_rows(self, X: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
-        """Training rows for ``offset_``: all, or a seeded subsample of ``_offset_max_rows`` when scoring is costly."""
-        if len(X) <= self._offset_max_rows:
-            return X
-        return X[np.sort(rng.permutation(len(X))[: self._offset_max_rows])]
+        ``steps`` describes an iterative computation as ``(make, n)``, where
+        ``make(k)`` is ``fn`` with ``k`` steps: it is measured with one and
+        two steps and extrapolated to ``n`` (the memory of a step is reused).
+        """
+        if not hasattr(self, "_row_costs"):
+            self._row_costs = {}
+        key = (kind, example.dtype.str, str(self._device), self.inference_dtype, self._cost_key())
+        if key not in self._row_costs:
+            rows = torch.from_numpy(np.ascontiguousarray(example[:1].repeat(4, axis=0))).to(self._device)
+            with _fork_rng(self._device):  # a probe must not move the caller's (seeded) random stream
+                if steps is None or steps[1] <= 2:
+                    cost = measure_row_cost(fn, rows)
+                else:
+                    make, n_steps = steps
+                    one, two = measure_row_cost(make(1), rows), measure_row_cost(make(2), rows)
+                    cost = RowCost(
+                        bytes=max(one.bytes, two.bytes),
+                        flops=one.flops + max(two.flops - one.flops, 0.0) * (n_steps - 1),
+                        ops=one.ops + max(two.ops - one.ops, 0.0) * (n_steps - 1),
+                    )
+            self._row_costs[key] = cost
+        return self._row_costs[key]
 
-    def _offset_from(self, training_scores: np.ndarray) -> float:
-        """The ``contamination`` quantile of the training scores, which must be finite."""
-        bad = ~np.isfinite(training_scores)
-        if bad.any():
-            raise FloatingPointError(
-                f"{type(self).__name__}: the fitted model gives non-finite scores on {int(bad.sum())} "
-                "training rows. Standardize X, lower learning_rate or choose a simpler distribution."
-            )
-        return float(np.percentile(training_scores, 100.0 * self.contamination))
+    def _run(
+        self,
+        kind: str,
+        fn: Callable[[Tensor], Tensor | tuple[Tensor, ...]],
+        X: np.ndarray,
+        rows: np.ndarray | None = None,
+        steps: tuple[Callable[[int], Callable[[Tensor], object]], int] | None = None,
+    ) -> np.ndarray | tuple[np.ndarray, ...]:
+        """``fn`` over the rows of ``X`` in fixed-size blocks on the model's device; float64 numpy results.
 
-    def _score_samples(self, X: np.ndarray) -> np.ndarray:
-        """Scores of validated ``X``; subclasses implement it."""
-        raise NotImplementedError
+        ``kind`` names the computation: its measured cost per row (cached,
+        see :meth:`_row_cost`, which also explains ``steps``) sets the block
+        size and the thread count.
+        """
+        self._sync_modules()
+        example = X[rows[:1]] if rows is not None and len(rows) else X[:1]
+        cost = self._row_cost(kind, fn, example, steps)
+        block = block_rows(cost, self._device)
+        threads = choose_threads(self.n_threads, block * cost.flops)
+        remedy = f"Lower sklearn's working_memory (now {get_config()['working_memory']} MiB) to use smaller blocks."
+        with torch_threads(threads), _explain_out_of_memory(type(self).__name__, f"in {kind}", remedy):
+            return map_rows(fn, X, block=block, device=self._device, rows=rows)
+
+    def _network_input(self, x: Tensor) -> Tensor:
+        return x.to(self._network_dtype)
+
+    def transform(self, X) -> np.ndarray:
+        """Latent codes of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        Z : ndarray of shape (n_samples, n_components), float64
+        """
+        check_is_fitted(self)
+        return self._run("transform", self._encode, self._check_X(X))
+
+    def inverse_transform(self, Z) -> np.ndarray:
+        """Point estimates of ``x`` decoded from codes ``Z``.
+
+        Parameters
+        ----------
+        Z : array-like of shape (n_samples, n_components)
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features), float64
+        """
+        check_is_fitted(self)
+        return self._run("inverse_transform", self._decode, self._check_codes(Z))
+
+    def reconstruct(self, X, return_std: bool = False):
+        """Point estimate of ``x`` given ``x``, and optionally its per-feature standard deviation.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        return_std : bool, default=False
+            Also return the per-feature std of the model's reconstruction
+            distribution (see the estimator).
+
+        Returns
+        -------
+        X_rec : ndarray of shape (n_samples, n_features), float64
+        X_std : ndarray of shape (n_samples, n_features), only if ``return_std``
+        """
+        check_is_fitted(self)
+        kind = "reconstruct_std" if return_std else "reconstruct"
+        return self._run(kind, partial(self._reconstruct, return_std=bool(return_std)), self._check_X(X))
+
+    def sample(self, n_samples: int = 1, random_state=None, temperature: float = 1.0) -> np.ndarray:
+        """New rows: codes drawn from the latent prior, decoded.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+        random_state : int, RandomState instance or None, default=None
+            Seeds the draws; with an int two calls are identical.
+        temperature : float, default=1.0
+            Scales the prior's standard-normal base draws; below 1 trades
+            diversity for typicality.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features), float64
+        """
+        check_is_fitted(self)
+        n_samples, temperature = self._check_n_samples(n_samples), self._check_temperature(temperature)
+        base = np.random.default_rng(draw_seed(random_state)).standard_normal((n_samples, self.n_components))
+        prior = self._prior
+        return self._run("sample", lambda u: self._decode(prior.from_base(u)), temperature * base)
+
+    def _score_steps(self) -> tuple[Callable[[int], Callable[[Tensor], object]], int] | None:
+        """``_log_density`` as an iterative computation for the cost probe (see :meth:`_row_cost`); None if not."""
+        return None
+
+    def _score_samples(self, X: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """Scores of validated ``X`` (or of its rows ``rows``)."""
+        return self._run("score_samples", self._log_density, X, rows=rows, steps=self._score_steps())
 
     def score_samples(self, X) -> np.ndarray:
-        """Per-sample score, higher for more normal data (see the subclass)."""
+        """Per-sample score, higher for more normal data (see the estimator).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,), float64
+        """
         check_is_fitted(self)
         return self._score_samples(self._check_X(X))
 
@@ -423,13 +707,61 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
         """
         return float(np.mean(self.score_samples(X)))
 
+    # ---------------------------------------------------------- outlier contract
+    def _offset_rows(self, X: np.ndarray, rng: np.random.RandomState) -> np.ndarray | None:
+        """Training rows scored for ``offset_`` (None: all), by :data:`OFFSET_ROWS` and :data:`OFFSET_FLOPS`."""
+        low, high = OFFSET_ROWS
+        if len(X) <= low:
+            return None
+        cost = self._row_cost("score_samples", self._log_density, X[:1], self._score_steps())
+        n_rows = int(np.clip(OFFSET_FLOPS / max(cost.flops, 1.0), low, high))
+        if len(X) <= n_rows:
+            return None
+        return np.sort(rng.permutation(len(X))[:n_rows])
+
+    def _fit_offset(self, X: np.ndarray, rng: np.random.RandomState) -> None:
+        self.offset_ = self._offset_from(self._score_samples(X, rows=self._offset_rows(X, rng)))
+
+    def _offset_from(self, training_scores: np.ndarray) -> float:
+        """The ``contamination`` quantile of the training scores, which must be finite."""
+        bad = ~np.isfinite(training_scores)
+        if bad.any():
+            raise FloatingPointError(
+                f"{type(self).__name__}: the fitted model gives non-finite scores on {int(bad.sum())} "
+                "training rows. Standardize X, lower learning_rate or choose a simpler distribution."
+            )
+        return float(np.percentile(training_scores, 100.0 * self.contamination))
+
     def decision_function(self, X) -> np.ndarray:
-        """``score_samples(X) - offset_``: negative for outliers, positive for inliers."""
+        """``score_samples(X) - offset_``: negative for outliers, positive for inliers.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,), float64
+        """
         return self.score_samples(X) - self.offset_
 
     def predict(self, X) -> np.ndarray:
-        """+1 for inliers, -1 for outliers (``decision_function < 0``)."""
+        """+1 for inliers, -1 for outliers (``decision_function < 0``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
         return np.where(self.decision_function(X) < 0, -1, 1)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_row_costs", None)  # measured per machine and device
+        return state
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -438,3 +770,9 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
         tags.non_deterministic = False
         tags.transformer_tags.preserves_dtype = ["float64"]
         return tags
+
+
+def head_point_and_std(head: OutputDistribution, params: Tensor, return_std: bool):
+    """An output distribution's point estimate and (optionally) its per-feature std at float64 raw parameters."""
+    point = head.point_estimate(params)
+    return (point, head.variance(params).sqrt()) if return_std else point

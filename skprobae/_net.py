@@ -2,33 +2,50 @@
 
 ``LikelihoodNet`` is a :class:`skorch.NeuralNet` whose loss is computed from
 ``X`` by the module itself (``module.loss(output, X)``), never from skorch's
-placeholder ``y``. Two things make it fast and safe:
+placeholder ``y``. What it adds to skorch:
 
-* :class:`TensorBatches` serves mini-batches by indexing one tensor that
-  already lives on the training device (no per-row ``Dataset.__getitem__``
-  and ``collate``, which is what makes a default skorch net slow);
-* :meth:`LikelihoodNet.run_single_epoch` sums the loss on the device, syncs
-  once per epoch (a module may also expose a ``loss_terms`` dict of scalar
-  tensors, set by its ``loss``; their epoch means are recorded as
-  ``train_<name>`` / ``valid_<name>`` in the history), and if the epoch ends with a non-finite loss or weights it
-  restores the weights from the start of the epoch, divides the learning rate
-  by 10 and runs the epoch again, or raises :class:`TrainingDivergedError`
-  naming the epoch once that has failed ``max_lr_reductions`` times.
+* batches come from :class:`~skprobae._engine.RowBatches` (host or device
+  rows, no per-row ``Dataset.__getitem__`` and ``collate``);
+* :meth:`LikelihoodNet.run_single_epoch` sums the loss on the device and
+  syncs once per epoch (a module may also expose a ``loss_terms`` dict of
+  scalar tensors, set by its ``loss``; their epoch means are recorded as
+  ``train_<name>`` / ``valid_<name>``); if an epoch ends with a non-finite
+  loss or weights it restores the weights from the start of the epoch,
+  divides the learning rate by 10 and runs the epoch again, or raises
+  :class:`TrainingDivergedError` naming the epoch once that has failed
+  ``max_lr_reductions`` times;
+* optional mixed precision (``torch.autocast`` in bf16 or fp16, with a
+  gradient scaler for fp16);
+* :class:`KeepBest`, early stopping that keeps the best weights and says why
+  training stopped, and :class:`EpochProgress`, one progress bar per stage.
 """
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import math
+import sys
 import warnings
 
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import Callback, EpochTimer, PrintLog
+from skorch.callbacks import Callback, EpochTimer
+from skorch.utils import TeeGenerator
 
 
 class TrainingDivergedError(FloatingPointError):
     """Training produced NaN or infinite losses that lowering the learning rate did not cure."""
+
+
+def clone_state(state):
+    """A copy of a (nested) state dict whose tensors are cloned: a cheap ``deepcopy`` for snapshots."""
+    if isinstance(state, torch.Tensor):
+        return state.detach().clone()
+    if isinstance(state, dict):
+        return type(state)((key, clone_state(value)) for key, value in state.items())
+    if isinstance(state, list):
+        return [clone_state(value) for value in state]
+    return state
 
 
 class ClipGradNorm(Callback):
@@ -52,39 +69,69 @@ class ClipGradNorm(Callback):
         torch.nn.utils.clip_grads_with_norm_(params, self.max_norm, total)
 
 
-class TensorBatches:
-    """Mini-batches of a tensor-backed dataset, as skorch's ``iterator_train``/``iterator_valid``.
+class KeepBest(Callback):
+    """Stop after ``patience`` epochs without an improvement of ``monitor`` by ``threshold``; keep the best weights.
 
-    Parameters
-    ----------
-    dataset : skorch Dataset
-        Its ``X`` must be a tensor (already on the training device).
-    batch_size : int
-        Rows per batch; the last batch may be smaller.
-    shuffle : bool
-        Draw a new permutation (from ``generator``) at every pass.
-    generator : torch.Generator, optional
-        CPU generator for the permutations; a fixed one makes epochs repeatable.
+    skorch's ``EarlyStopping`` with ``load_best=True`` and an absolute
+    threshold, whose snapshots clone tensors instead of deep-copying the
+    state dict, and which records ``best_epoch_`` and ``stopped_early_`` for
+    the summary of :meth:`LikelihoodNet.stop_summary`.
     """
 
-    def __init__(self, dataset, batch_size: int, shuffle: bool = False, generator=None, **_):
-        self.X = dataset.X
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.generator = generator
+    def __init__(self, monitor: str, patience: int, threshold: float = 1e-4):
+        self.monitor = monitor
+        self.patience = patience
+        self.threshold = threshold
 
-    def __len__(self) -> int:
-        return math.ceil(len(self.X) / self.batch_size)
+    def on_train_begin(self, net, **kwargs):
+        self.misses_ = 0
+        self.best_score_ = math.inf
+        self.best_epoch_ = 0
+        self.best_weights_ = None
+        self.stopped_early_ = False
 
-    def __iter__(self):
-        n = len(self.X)
-        if self.shuffle:
-            order = torch.randperm(n, generator=self.generator).to(self.X.device)
-            for start in range(0, n, self.batch_size):
-                yield self.X[order[start : start + self.batch_size]], None
+    def on_epoch_end(self, net, **kwargs):
+        score = net.history[-1, self.monitor]
+        if score < self.best_score_ - self.threshold:
+            self.misses_, self.best_score_ = 0, score
+            self.best_epoch_ = net.history[-1, "epoch"]
+            self.best_weights_ = clone_state(net.module_.state_dict())
         else:
-            for start in range(0, n, self.batch_size):
-                yield self.X[start : start + self.batch_size], None
+            self.misses_ += 1
+        if self.misses_ == self.patience:
+            self.stopped_early_ = True
+            raise KeyboardInterrupt  # skorch's way of ending the training loop
+
+    def on_train_end(self, net, **kwargs):
+        if self.best_weights_ is not None and self.best_epoch_ != net.history[-1, "epoch"]:
+            net.module_.load_state_dict(self.best_weights_)
+
+
+class EpochProgress(Callback):
+    """A progress bar over the epochs of one training stage, labelled, with the last losses."""
+
+    def __init__(self, label: str, max_epochs: int):
+        self.label = label
+        self.max_epochs = max_epochs
+
+    def on_train_begin(self, net, **kwargs):
+        from tqdm import tqdm
+
+        self.bar_ = tqdm(total=self.max_epochs, desc=self.label, unit="epoch", file=sys.stderr, leave=True)
+
+    def on_epoch_end(self, net, **kwargs):
+        row = net.history[-1]
+        self.bar_.set_postfix({k: f"{row[k]:.4g}" for k in ("train_loss", "valid_loss") if k in row}, refresh=False)
+        self.bar_.update(1)
+
+    def on_train_end(self, net, **kwargs):
+        self.bar_.close()
+
+
+def _autocast(device: str | torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=dtype)
 
 
 class LikelihoodNet(NeuralNet):
@@ -97,27 +144,84 @@ class LikelihoodNet(NeuralNet):
         rate before :class:`TrainingDivergedError` is raised.
     owner : str
         Name of the estimator, used in warnings and errors.
+    stage : str
+        Name of the training stage ("autoencoder", "latent flow", ...), used
+        in the progress bar and the summary.
+    mixed_precision : torch.dtype or None
+        Train under ``torch.autocast`` in this dtype (``torch.float16`` adds a
+        gradient scaler).
     """
 
-    def __init__(self, *args, max_lr_reductions: int = 4, owner: str = "estimator", **kwargs):
+    def __init__(
+        self,
+        *args,
+        max_lr_reductions: int = 4,
+        owner: str = "estimator",
+        stage: str = "training",
+        mixed_precision: torch.dtype | None = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.max_lr_reductions = max_lr_reductions
         self.owner = owner
+        self.stage = stage
+        self.mixed_precision = mixed_precision
 
     @property
     def _default_callbacks(self):
-        # Losses are recorded per epoch by run_single_epoch, so skorch's
-        # per-batch PassthroughScoring callbacks are not needed.
-        return [("epoch_timer", EpochTimer()), ("print_log", PrintLog())]
+        # Losses are recorded per epoch by run_single_epoch, and PrintLog (which
+        # tabulates every epoch even when nothing is printed) is added only on request.
+        return [("epoch_timer", EpochTimer())]
+
+    def initialize_optimizer(self, *args, **kwargs):
+        super().initialize_optimizer(*args, **kwargs)
+        fp16 = self.mixed_precision == torch.float16
+        self.scaler_ = torch.amp.GradScaler(torch.device(self.device).type) if fp16 else None
+        return self
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         return self.module_.loss(y_pred, X)
 
+    def train_step(self, batch, **fit_params):
+        """One optimizer step: forward and loss (under autocast), backward (scaled for fp16), callbacks, step."""
+        self._zero_grad_optimizer(set_to_none=True)
+        self._set_training(True)
+        Xi, _ = batch
+        with _autocast(self.device, self.mixed_precision):
+            y_pred = self.infer(Xi, **fit_params)
+            loss = self.get_loss(y_pred, None, X=Xi, training=True)
+        if self.scaler_ is not None:
+            self.scaler_.scale(loss).backward()
+            self.scaler_.unscale_(self.optimizer_)
+        else:
+            loss.backward()
+        self.notify(
+            "on_grad_computed",
+            named_parameters=TeeGenerator(self.get_all_learnable_params()),
+            batch=batch,
+            training=True,
+        )
+        if self.scaler_ is not None:
+            self.scaler_.step(self.optimizer_)
+            self.scaler_.update()
+        else:
+            self.optimizer_.step()
+        return {"loss": loss, "y_pred": y_pred}
+
+    def validation_step(self, batch, **fit_params):
+        self._set_training(False)
+        Xi, _ = batch
+        with torch.no_grad(), _autocast(self.device, self.mixed_precision):
+            y_pred = self.infer(Xi, **fit_params)
+            loss = self.get_loss(y_pred, None, X=Xi, training=False)
+        return {"loss": loss, "y_pred": y_pred}
+
     def _snapshot(self) -> tuple[dict, dict]:
-        return copy.deepcopy(self.module_.state_dict()), copy.deepcopy(self.optimizer_.state_dict())
+        return clone_state(self.module_.state_dict()), clone_state(self.optimizer_.state_dict())
 
     def _weights_finite(self) -> bool:
-        return all(bool(torch.isfinite(p).all()) for p in self.module_.parameters())
+        flags = [torch.isfinite(p).all() for p in self.module_.parameters()]
+        return bool(torch.stack(flags).all()) if flags else True
 
     def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
         if iterator is None:
@@ -132,7 +236,7 @@ class LikelihoodNet(NeuralNet):
                 n = len(batch[0])
                 terms = {"loss": step["loss"], **getattr(self.module_, "loss_terms", {})}
                 for name, value in terms.items():
-                    weighted = value.detach() * n
+                    weighted = value.detach().float() * n
                     totals[name] = totals[name] + weighted if name in totals else weighted
                 count += n
                 batch_count += 1
@@ -167,3 +271,19 @@ class LikelihoodNet(NeuralNet):
             stacklevel=2,
         )
         self.history.record("lr_reduced_to", lr / 10)
+
+    def stop_summary(self) -> str:
+        """One line: where training of this stage stopped, why, and which epoch's weights were kept."""
+        epochs = len(self.history)
+        keep = dict(self.callbacks_).get("keep_best")
+        if keep is not None and keep.stopped_early_:
+            why = f"stopped at epoch {epochs}: {keep.monitor} did not improve by {keep.threshold:g} for {keep.patience}"
+            why += " epochs"
+        else:
+            why = f"ran all {epochs} epochs"
+        if keep is not None and keep.best_epoch_:
+            kept = f"kept epoch {keep.best_epoch_} ({keep.monitor} {keep.best_score_:.6g})"
+        else:
+            monitor = "valid_loss" if "valid_loss" in self.history[-1] else "train_loss"
+            kept = f"kept the last epoch ({monitor} {self.history[-1, monitor]:.6g})"
+        return f"{self.owner} {self.stage}: {why}; {kept}."

@@ -130,52 +130,38 @@ class FlowAdapter(nn.Module):
             if loc is None or scale is None or torch.any(loc != 0) or torch.any(scale != 1):
                 raise ValueError("The zuko flow's base distribution must be a standard normal (DiagNormal(0, 1)).")
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype the flow computes in (its parameters')."""
+        return next(self.parameters()).dtype
+
     def to_base(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """``u = b(z)`` and ``log |det db/dz|`` per row."""
+        """``u = b(z)`` and ``log |det db/dz|`` per row, in the flow's dtype (``z`` is cast to it; any leading dims)."""
+        leading, z = z.shape[:-1], z.to(self.dtype).reshape(-1, z.shape[-1])
         if self.library == "zuko":
-            return self.flow().transform.call_and_ladj(z)
-        return self.flow._transform(z)
+            u, log_det = self.flow().transform.call_and_ladj(z)
+        else:
+            u, log_det = self.flow._transform(z)
+        return u.reshape(*leading, -1), log_det.reshape(leading)
 
     def from_base(self, u: Tensor) -> Tensor:
-        """``z = b^{-1}(u)``, differentiable in ``u``."""
+        """``z = b^{-1}(u)``, differentiable in ``u``, in the flow's dtype."""
+        leading, u = u.shape[:-1], u.to(self.dtype).reshape(-1, u.shape[-1])
         if self.library == "zuko":
             with prompt_cycle_collection():
-                return self.flow().transform.inv(u)
-        return self.flow._transform.inverse(u)[0]
+                z = self.flow().transform.inv(u)
+        else:
+            z = self.flow._transform.inverse(u)[0]
+        return z.reshape(*leading, -1)
 
     def log_prob(self, z: Tensor) -> Tensor:
-        """Log-density of each row of ``z``."""
+        """Log-density of each row of ``z``, reduced in float64."""
         u, log_det = self.to_base(z)
-        return -0.5 * (u * u).sum(-1) - 0.5 * self.n_features * math.log(2 * math.pi) + log_det
+        u = u.double()
+        return -0.5 * (u * u).sum(-1) - 0.5 * self.n_features * math.log(2 * math.pi) + log_det.double()
 
-    def sample(self, n_samples: int, temperature: float = 1.0) -> Tensor:
-        """Draws ``b^{-1}(temperature * u)`` with ``u ~ N(0, I)`` (uses torch's global RNG)."""
-        dtype = next(self.parameters()).dtype
+    def sample(self, n_samples: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
+        """Draws ``b^{-1}(temperature * u)`` with ``u ~ N(0, I)`` (from ``generator``, else torch's global RNG)."""
         device = next(self.parameters()).device
-        u = torch.randn(n_samples, self.n_features, dtype=dtype, device=device)
-        return self.from_base(temperature * u)
-
-
-class LatentFlow(nn.Module):
-    """A flow trained by maximum likelihood on (jittered) latent codes, for :class:`LikelihoodNet`.
-
-    Parameters
-    ----------
-    flow : FlowAdapter
-    noise : float
-        Standard deviation of the Gaussian jitter added to codes during
-        training (not during evaluation).
-    """
-
-    def __init__(self, flow: FlowAdapter, noise: float = 0.0):
-        super().__init__()
-        self.flow = flow
-        self.noise = noise
-
-    def forward(self, z: Tensor) -> Tensor:
-        return z
-
-    def loss(self, z_out: Tensor, z: Tensor) -> Tensor:
-        if self.training and self.noise > 0:
-            z = z + self.noise * torch.randn_like(z)
-        return -self.flow.log_prob(z).mean()
+        u = torch.randn(n_samples, self.n_features, generator=generator, dtype=torch.float64)
+        return self.from_base(temperature * u.to(device))

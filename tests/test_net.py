@@ -1,12 +1,13 @@
-"""Training machinery: divergence recovery, batching."""
+"""Training machinery: divergence recovery, clipping, early stopping, mixed precision."""
 
 import numpy as np
 import pytest
 import torch
+from sklearn.utils import check_random_state
 
 import skprobae.distributions as distributions
 from skprobae import ProbabilisticAutoencoder, TrainingDivergedError
-from skprobae._net import TensorBatches
+from skprobae._net import ClipGradNorm, clone_state
 from skprobae.distributions import DiagonalNormal
 
 FAST = {"n_components": 2, "hidden_layer_sizes": (16,), "max_epochs": 4, "random_state": 0}
@@ -35,7 +36,8 @@ def register(monkeypatch):
 
 
 def test_nan_epoch_is_rerun_with_lower_learning_rate(register):
-    register("nan_once", n_bad=2)
+    # The first loss evaluation is the cost probe before training; the next two are training batches.
+    register("nan_once", n_bad=3)
     X = np.random.default_rng(0).normal(size=(300, 5))
     with pytest.warns(
         RuntimeWarning, match=r"NaN or infinite at epoch 1; restored .* lowered the learning rate to 1\.0e-04"
@@ -60,27 +62,11 @@ def test_overflowing_data_raises_instead_of_returning_nan_scores():
         ProbabilisticAutoencoder(distribution="normal", **FAST).fit(X)
 
 
-class _Data:
-    def __init__(self, X):
-        self.X = X
-
-
-def test_tensor_batches_cover_every_row_once():
-    X = torch.arange(10.0).unsqueeze(1)
-    batches = list(TensorBatches(_Data(X), batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(0)))
-    assert [len(b) for b, _ in batches] == [4, 4, 2]
-    assert sorted(torch.cat([b for b, _ in batches]).squeeze(1).tolist()) == list(range(10))
-    ordered = torch.cat([b for b, _ in TensorBatches(_Data(X), batch_size=3)])
-    assert torch.equal(ordered, X)
-
-
 class _Net:
     pass
 
 
 def test_clip_grad_norm_rescales_only_above_the_limit():
-    from skprobae._net import ClipGradNorm
-
     a, b = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(4))
     a.grad, b.grad = torch.full((3,), 3.0), torch.full((4,), 4.0)  # global norm sqrt(27 + 64)
     ClipGradNorm(max_norm=100.0).on_grad_computed(_Net(), [("a", a), ("b", b)])
@@ -88,3 +74,51 @@ def test_clip_grad_norm_rescales_only_above_the_limit():
     ClipGradNorm(max_norm=1.0).on_grad_computed(_Net(), [("a", a), ("b", b)])
     total = torch.cat([a.grad, b.grad]).norm()
     assert total == pytest.approx(1.0, rel=1e-5)
+
+
+def test_clone_state_copies_every_tensor():
+    state = {"a": torch.ones(2), "nested": {"b": [torch.zeros(1), 3]}}
+    copy = clone_state(state)
+    state["a"] += 1
+    state["nested"]["b"][0] += 1
+    assert torch.equal(copy["a"], torch.ones(2)) and torch.equal(copy["nested"]["b"][0], torch.zeros(1))
+    assert copy["nested"]["b"][1] == 3
+
+
+def test_early_stopping_keeps_the_best_epoch(digits):
+    X, _ = digits
+    X = X[:300]
+    model = ProbabilisticAutoencoder(**{**FAST, "max_epochs": 300, "n_iter_no_change": 3}).fit(X)
+    valid = model.history_[:, "valid_loss"]
+    keep = dict(model.net_.callbacks_)["keep_best"]
+    assert keep.stopped_early_ and len(valid) < 300
+    best = keep.best_epoch_
+    assert valid[best - 1] == min(valid) and len(valid) - best == 3
+    # The kept weights are the best epoch's: the validation loss recomputed now equals it.
+    valid_rows = np.sort(check_random_state(0).permutation(300)[:30])
+    x = torch.tensor(X[valid_rows], dtype=torch.float32)
+    with torch.no_grad():
+        recomputed = model.net_.module_.loss(model.net_.module_(x), x)
+    assert float(recomputed) == pytest.approx(valid[best - 1], rel=1e-4)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_training_runs_and_scores_in_float64(digits, precision):
+    X, _ = digits
+    params = {**FAST, "mixed_precision": precision, "max_epochs": 3}
+    if precision == "fp16":  # emulated on a CPU
+        with pytest.warns(UserWarning, match="emulated"):
+            model = ProbabilisticAutoencoder(**params).fit(X[:300])
+    else:
+        model = ProbabilisticAutoencoder(**params).fit(X[:300])
+    scores = model.score_samples(X[:50])
+    assert scores.dtype == np.float64 and np.isfinite(scores).all()
+    assert np.isfinite(model.history_[:, "train_loss"]).all()
+    assert (model.net_.scaler_ is not None) == (precision == "fp16")
+
+
+def test_unknown_precision_names_the_valid_ones():
+    with pytest.raises(ValueError, match=r"bf16.*fp16|fp16.*bf16"):
+        ProbabilisticAutoencoder(**{**FAST, "mixed_precision": "fp8"}).fit(np.zeros((10, 2)))
+    with pytest.raises(ValueError, match=r"float32.*float64|float64.*float32"):
+        ProbabilisticAutoencoder(**{**FAST, "inference_dtype": "half"}).fit(np.zeros((10, 2)))

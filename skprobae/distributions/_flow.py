@@ -84,11 +84,13 @@ class MaskedAutoregressiveFlow(OutputDistribution):
         return self.n_features * (2 + self.n_point_samples)
 
     def distribution(self, params: Tensor) -> NormalizingFlow:
+        params = params.to(self.flow.dtype)
         base = Independent(Normal(params, torch.ones_like(params), validate_args=False), 1)
         return _FlowDistribution(self.flow.flow().transform, base)
 
     def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
-        u, log_det = self.flow.to_base(x)
+        u, log_det = self.flow.to_base(x)  # in the flow's dtype; the density in the dtype of params
+        u, log_det = u.to(params.dtype), log_det.to(params.dtype)
         return -0.5 * ((u - params) ** 2).sum(-1) - 0.5 * self.n_features * LOG_2PI + log_det
 
     def moments(self, params: Tensor) -> tuple[Tensor, Tensor]:
@@ -102,6 +104,7 @@ class MaskedAutoregressiveFlow(OutputDistribution):
         flat = base.reshape(-1, self.n_features)
         rows = max(1, (1 << 17) // self.n_features)
         draws = torch.cat([self.flow.from_base(chunk) for chunk in flat.split(rows)]).view(base.shape)
+        draws = draws.to(params.dtype)
         mean = draws.mean(0)
         variance = draws.var(0, correction=0) if self.n_point_samples > 1 else torch.zeros_like(mean)
         return mean, variance

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from numbers import Integral, Real
 
 import numpy as np
@@ -11,13 +10,12 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import Tensor, nn
 
-from .._base import BaseAutoencoder, draw_seed, to_numpy, torch_seeded
-from ..distributions import UnitNormal, positive
+from .._base import BaseAutoencoder, Split, draw_seed, to_numpy
+from .._engine import iter_blocks
+from ..distributions import UnitNormal
 from ..flows import FlowAdapter, build_flow
-from ..nn import parse_image_shape
+from ..nn import AEFModule, FlowPrior, LatentPrior, LogitActNorm, StandardNormalPrior, parse_image_shape
 
-_LOG_2PI = math.log(2 * math.pi)
-_SOFTPLUS_INV_1 = math.log(math.e - 1)  # raw value whose softplus is 1
 PARTITIONS = ("linear", "random", "center", "corner")
 # Proposal scales tried for the importance sampler, relative to the RMS of the expansion features.
 _PROPOSAL_GRID = np.geomspace(1e-4, 1.0, 9)
@@ -58,159 +56,6 @@ def core_indices(
     pixels = np.lexsort((np.arange(H * W), distance))  # by distance, then raster order
     features = (pixels[:, None] + H * W * np.arange(C)[None, :]).ravel()
     return np.sort(features[:n_components])
-
-
-class LogitActNorm(nn.Module):
-    r"""Bijection :math:`y = (\mathrm{logit}(\lambda + (1 - 2\lambda) x) - b) e^{-s}` for data in [0, 1].
-
-    The ActNorm shift ``b`` and log-scale ``s`` are learnable and start at the
-    per-feature mean and log-std of the logits of the data they are built from.
-    """
-
-    def __init__(self, logit_lambda: float, X: Tensor):
-        super().__init__()
-        self.logit_lambda = float(logit_lambda)
-        logits, _ = self._logit(X)
-        self.loc = nn.Parameter(logits.mean(0))
-        self.log_scale = nn.Parameter(logits.std(0).clamp_min(1e-3).log())
-
-    def _logit(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        lam = self.logit_lambda
-        s = lam + (1 - 2 * lam) * x
-        log_s, log_1ms = s.log(), torch.log1p(-s)
-        return log_s - log_1ms, (math.log(1 - 2 * lam) - log_s - log_1ms).sum(-1)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``y`` and ``log |det dy/dx|`` per row."""
-        logits, log_det = self._logit(x)
-        return (logits - self.loc) * torch.exp(-self.log_scale), log_det - self.log_scale.sum()
-
-    def inverse(self, y: Tensor) -> Tensor:
-        return (torch.sigmoid(y * self.log_scale.exp() + self.loc) - self.logit_lambda) / (1 - 2 * self.logit_lambda)
-
-    def inverse_slope(self, y: Tensor) -> Tensor:
-        """``dx/dy`` per feature at ``y``."""
-        s = torch.sigmoid(y * self.log_scale.exp() + self.loc)
-        return self.log_scale.exp() * s * (1 - s) / (1 - 2 * self.logit_lambda)
-
-
-class AEFModule(nn.Module):
-    r"""The AEF bijection :math:`(x, w) \mapsto (z, \delta)` and its exact log-density.
-
-    ``z = g_m(shell) + g_s(shell) * n^{-1}(core)``, ``delta = shell - f(z)``
-    (Eqs. 4-5 and 9 of Silvestri et al.). The encoder sees the data with the
-    core features zeroed (a function of the shell only); the decoder emits
-    every feature and only the shell residuals count. With ``core_index=None``
-    the core is ``w = expansion(y)`` and every feature is shell (``linear``).
-
-    Parameters
-    ----------
-    encoder : nn.Module
-        ``y -> 2 K`` values: means and raw scales of the affine coupling.
-    decoder : nn.Module
-        ``z -> n_features`` values.
-    n_components, n_features : int
-    core_index : LongTensor or None
-    expansion : nn.Module or None
-        ``h``, for ``core_index=None``.
-    core_flow, prior_flow : FlowAdapter or None
-        ``n^{-1}`` is ``core_flow.to_base``; ``p0`` is ``prior_flow`` or ``N(0, I)``.
-    preprocessing : LogitActNorm or None
-    """
-
-    def __init__(
-        self,
-        encoder: nn.Module,
-        decoder: nn.Module,
-        n_components: int,
-        n_features: int,
-        core_index: Tensor | None,
-        expansion: nn.Module | None,
-        core_flow: FlowAdapter | None,
-        prior_flow: FlowAdapter | None,
-        preprocessing: LogitActNorm | None,
-    ):
-        super().__init__()
-        self.encoder, self.decoder, self.expansion = encoder, decoder, expansion
-        self.n_components, self.n_features = n_components, n_features
-        self.core_flow, self.prior_flow, self.preprocessing = core_flow, prior_flow, preprocessing
-        shell = torch.ones(n_features)
-        if core_index is not None:
-            shell[core_index] = 0.0
-        self.register_buffer("core_index", core_index)
-        self.register_buffer("shell_mask", shell)
-        self.residual_raw_scale = nn.Parameter(torch.full((n_features,), _SOFTPLUS_INV_1))
-        self.loss_terms: dict[str, Tensor] = {}
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x
-
-    @property
-    def residual_scale(self) -> Tensor:
-        return positive(self.residual_raw_scale)
-
-    def preprocess(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        if self.preprocessing is None:
-            return x, x.new_zeros(x.shape[:-1])
-        return self.preprocessing(x)
-
-    def postprocess(self, y: Tensor) -> Tensor:
-        return y if self.preprocessing is None else self.preprocessing.inverse(y)
-
-    def core(self, y: Tensor) -> Tensor:
-        return self.expansion(y) if self.core_index is None else y[..., self.core_index]
-
-    def _coupling(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        mean, raw_scale = self.encoder(y * self.shell_mask).split(self.n_components, dim=-1)
-        return mean, positive(raw_scale)
-
-    def encode(self, y: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
-        """Codes ``z`` for shell ``y`` and core ``w`` (which may carry extra leading sample dims) and the log-det."""
-        mean, scale = self._coupling(y)
-        if self.core_flow is None:
-            u, log_det = w, w.new_zeros(w.shape[:-1])
-        else:
-            u, log_det = self.core_flow.to_base(w)
-        return mean + scale * u, log_det + scale.log().sum(-1)
-
-    def log_residual(self, y: Tensor, z: Tensor) -> Tensor:
-        scale = self.residual_scale
-        r = (y - self.decoder(z)) / scale
-        return ((-0.5 * r * r - scale.log() - 0.5 * _LOG_2PI) * self.shell_mask).sum(-1)
-
-    def log_prior(self, z: Tensor) -> Tensor:
-        if self.prior_flow is None:
-            return (-0.5 * z * z - 0.5 * _LOG_2PI).sum(-1)
-        return self.prior_flow.log_prob(z)
-
-    def log_joint(self, x: Tensor, w: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``log p(x)`` (partitions) or ``log p(x, w)`` (linear; ``w = h(y)`` by default), split in terms.
-
-        Returns the prior, residual and log-det (encoder flow, coupling scales
-        and preprocessing) terms; their sum is the log-density.
-        """
-        y, log_det_pre = self.preprocess(x)
-        z, log_det = self.encode(y, self.core(y) if w is None else w)
-        return self.log_prior(z), self.log_residual(y, z), log_det + log_det_pre, y
-
-    def loss(self, out: Tensor, x: Tensor) -> Tensor:
-        log_p0, log_r, log_det, _ = self.log_joint(x)
-        self.loss_terms = {
-            "prior": -log_p0.mean().detach(),
-            "residual": -log_r.mean().detach(),
-            "log_det": -log_det.mean().detach(),
-        }
-        return -(log_p0 + log_r + log_det).mean()
-
-    def decode(self, z: Tensor) -> Tensor:
-        """Generative pass with zero residuals (Algorithm 2, or 3 for ``linear``), in preprocessed units."""
-        decoded = self.decoder(z)
-        if self.core_index is None:
-            return decoded
-        mean, scale = self._coupling(decoded)
-        u = (z - mean) / scale
-        core = u if self.core_flow is None else self.core_flow.from_base(u)
-        return decoded.index_copy(-1, self.core_index, core)
 
 
 class AEF(BaseAutoencoder):
@@ -293,7 +138,7 @@ class AEF(BaseAutoencoder):
         As for :class:`~skprobae.ProbabilisticAutoencoder`; the encoder
         returns ``2 * n_components`` values (``g_m`` and raw ``g_s``) and the
         decoder ``n_features``.
-    device, random_state, verbose, contamination
+    inference_dtype, mixed_precision, n_threads, device, random_state, verbose, contamination
         As for :class:`~skprobae.ProbabilisticAutoencoder`.
 
     Attributes
@@ -313,7 +158,8 @@ class AEF(BaseAutoencoder):
     n_iter_ : int
     offset_ : float
         The ``contamination`` quantile of the training scores (of a seeded
-        subsample of 1,000 training rows when there are more).
+        subsample when scoring every training row would cost much; see
+        ``skprobae._base.OFFSET_ROWS``).
     n_features_in_ : int
 
     See Also
@@ -331,8 +177,6 @@ class AEF(BaseAutoencoder):
     >>> aef.sample(3, random_state=0).shape
     (3, 64)
     """
-
-    _offset_max_rows = 1_000  # each score costs n_importance_samples decoder passes
 
     _parameter_constraints: dict = {
         **BaseAutoencoder._parameter_constraints,
@@ -372,6 +216,9 @@ class AEF(BaseAutoencoder):
         decoder=None,
         encoder_kwargs=None,
         decoder_kwargs=None,
+        inference_dtype="float32",
+        mixed_precision=None,
+        n_threads=None,
         device="auto",
         random_state=None,
         verbose=0,
@@ -401,6 +248,9 @@ class AEF(BaseAutoencoder):
         self.decoder = decoder
         self.encoder_kwargs = encoder_kwargs
         self.decoder_kwargs = decoder_kwargs
+        self.inference_dtype = inference_dtype
+        self.mixed_precision = mixed_precision
+        self.n_threads = n_threads
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -421,61 +271,57 @@ class AEF(BaseAutoencoder):
                 )
         return X
 
-    def fit(self, X, y=None):
-        """Train on the exact negative log-likelihood (Algorithm 1).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : ignored
-
-        Returns
-        -------
-        self : AEF
-        """
-        X = self._validate_params_and_data(X)
-        n_features, k = X.shape[1], self.n_components
+    def _check_fit_settings(self, X: np.ndarray) -> None:
         if self.partition in ("center", "corner") and self.image_shape is None:
             raise ValueError(f"partition={self.partition!r} needs image_shape=(H, W) or (C, H, W).")
         if self.partition != "linear":
-            core_indices(self.partition, k, n_features, self.image_shape)  # fail before training starts
+            core_indices(self.partition, self.n_components, X.shape[1], self.image_shape)
+
+    def _logit_moments(self, X: np.ndarray) -> tuple[Tensor, Tensor]:
+        """Per-feature mean and log-std of the preprocessing logits of ``X``, accumulated block by block."""
+        total, total_sq = np.zeros(X.shape[1]), np.zeros(X.shape[1])
+        for block in iter_blocks(X, max(1, 2**22 // X.shape[1])):
+            logits = LogitActNorm.logits(torch.from_numpy(np.asarray(block, dtype=np.float64)), self.logit_lambda)
+            total += logits.sum(0).numpy()
+            total_sq += (logits**2).sum(0).numpy()
+        mean = total / len(X)
+        variance = (total_sq - len(X) * mean**2) / max(len(X) - 1, 1)
+        return torch.from_numpy(mean), torch.from_numpy(np.log(np.sqrt(np.maximum(variance, 0)).clip(1e-3)))
+
+    def _build_module(self, X: np.ndarray) -> AEFModule:
+        n_features, k = X.shape[1], self.n_components
         hidden_flow = tuple(self.flow_hidden_layer_sizes)
-        chosen: dict[str, np.ndarray | None] = {}
+        self._core = core_indices(self.partition, k, n_features, self.image_shape, torch.default_generator)
+        encoder, decoder = self._build_networks(n_features, UnitNormal(n_features), encoder_outputs=2 * k)
+        core_flow = FlowAdapter(build_flow("maf", k, self.flow_transforms, hidden_flow), k) if self.core_flow else None
+        prior = (
+            FlowPrior(FlowAdapter(build_flow("maf", k, self.flow_transforms, hidden_flow), k))
+            if self.prior_flow == "maf"
+            else StandardNormalPrior(k)
+        )
+        preprocessing = LogitActNorm(self.logit_lambda, *self._logit_moments(X)) if self.logit_lambda else None
+        return AEFModule(
+            encoder,
+            decoder,
+            k,
+            n_features,
+            None if self._core is None else torch.as_tensor(self._core, dtype=torch.long),
+            nn.Linear(n_features, k) if self._core is None else None,
+            core_flow,
+            prior,
+            preprocessing,
+        )
 
-        def build_module() -> AEFModule:
-            core = core_indices(self.partition, k, n_features, self.image_shape, torch.default_generator)
-            chosen["core"] = core
-            encoder, decoder = self._build_networks(n_features, UnitNormal(n_features), encoder_outputs=2 * k)
-            flows = [
-                FlowAdapter(build_flow("maf", k, self.flow_transforms, hidden_flow), k) if name == "maf" else None
-                for name in (self.core_flow, self.prior_flow)
-            ]
-            preprocessing = (
-                LogitActNorm(self.logit_lambda, torch.tensor(X, dtype=torch.float32))
-                if self.logit_lambda is not None
-                else None
-            )
-            return AEFModule(
-                encoder,
-                decoder,
-                k,
-                n_features,
-                None if core is None else torch.as_tensor(core, dtype=torch.long),
-                nn.Linear(n_features, k) if core is None else None,
-                *flows,
-                preprocessing,
-            )
-
-        rng, train_idx, valid_idx = self._fit_module(build_module, X)
-        self.core_indices_ = chosen["core"]
-        self._importance_seed = int(rng.randint(np.iinfo(np.int32).max))
+    def _fit_rest(self, X: np.ndarray, split: Split, rng: np.random.RandomState) -> None:
+        self.core_indices_ = self._core
+        self._importance_seed = draw_seed(rng)
         self.importance_scale_ = None
         if self.partition == "linear":
-            rows = valid_idx if len(valid_idx) else train_idx
-            rows = rows[rng.permutation(len(rows))[:_PROPOSAL_ROWS]]
-            self.importance_scale_ = self._choose_proposal_scale(X[rows])
-        self.offset_ = self._offset_from(self._score_samples(self._offset_rows(X, rng)))
-        return self
+            rows = split.held_out[rng.permutation(len(split.held_out))[:_PROPOSAL_ROWS]]
+            self.importance_scale_ = self._choose_proposal_scale(X[np.sort(rows)])
+
+    def _cost_key(self) -> tuple:
+        return (self.n_importance_samples,)
 
     # ------------------------------------------------------------- internals
     @property
@@ -488,145 +334,55 @@ class AEF(BaseAutoencoder):
         return to_numpy(self._module.residual_scale.detach())
 
     def _importance_noise(self, n_samples: int) -> Tensor:
+        """Base draws of the importance sampler, fixed at fit and shared by every row."""
         generator = torch.Generator().manual_seed(self._importance_seed)
         noise = torch.randn(n_samples, self.n_components, generator=generator, dtype=torch.float64)
         return noise.to(self._device)
 
-    def _importance_log_p(self, x: Tensor, noise: Tensor, scale: float) -> Tensor:
-        """``log (1/S) sum_s p(x, w_s) / q(w_s)``, ``w_s = h(y) + scale * noise_s``, samples in chunks."""
-        module = self._module
-        y, log_det_pre = module.preprocess(x)
-        w = module.expansion(y)
-        log_q_const = -self.n_components * (0.5 * _LOG_2PI + math.log(scale))
-        chunk = max(1, 2**23 // max(1, len(x) * self.n_features_in_))
-        log_weights = []
-        for start in range(0, len(noise), chunk):
-            eps = noise[start : start + chunk, None, :]  # (s, 1, K): shared by every row
-            z, log_det = module.encode(y, w + scale * eps)
-            log_q = -0.5 * (eps * eps).sum(-1) + log_q_const
-            log_weights.append(module.log_prior(z) + module.log_residual(y, z) + log_det - log_q)
-        return torch.logsumexp(torch.cat(log_weights), dim=0) - math.log(len(noise)) + log_det_pre
-
     def _choose_proposal_scale(self, X: np.ndarray) -> float:
         """The grid scale (relative to the RMS of ``h(y)``) with the highest mean estimate on ``X``."""
+        self._sync_modules()
         noise = self._importance_noise(min(self.n_importance_samples, _PROPOSAL_SAMPLES))
+        module = self._module
         with torch.no_grad():
-            x = torch.tensor(X, dtype=torch.float64, device=self._device)
-            y, _ = self._module.preprocess(x)
-            rms = float(self._module.expansion(y).pow(2).mean().sqrt()) or 1.0
+            x = self._tensor(X)
+            y, _ = module.preprocess(x)
+            rms = float(module.expansion(y).double().pow(2).mean().sqrt()) or 1.0
             candidates = rms * _PROPOSAL_GRID
-            means = [float(self._importance_log_p(x, noise, float(s)).mean()) for s in candidates]
-        means = np.nan_to_num(np.asarray(means), nan=-np.inf)
-        return float(candidates[int(np.argmax(means))])
+            means = np.array([float(module.importance_log_prob(x, noise, float(s)).mean()) for s in candidates])
+        if not np.isfinite(means).any():
+            raise FloatingPointError(
+                f"AEF: the importance-sampled log p(x) is not finite at any proposal scale ({candidates.min():.1e} "
+                f"to {candidates.max():.1e}) on {len(X)} held-out rows: the fitted model is degenerate. "
+                "Standardize X, lower learning_rate, or use an exact partition."
+            )
+        return float(candidates[int(np.nanargmax(np.where(np.isfinite(means), means, -np.inf)))])
+
+    # ------------------------------------------------------------------- hooks
+    def _encode(self, x: Tensor) -> Tensor:
+        return self._module.codes(x)
+
+    def _decode(self, z: Tensor) -> Tensor:
+        return self._module.postprocess(self._module.decode(z))
+
+    def _reconstruct(self, x: Tensor, return_std: bool):
+        module = self._module
+        y_hat = module.decode(module.codes(x))
+        x_hat = module.postprocess(y_hat)
+        if not return_std:
+            return x_hat
+        std = (module.residual_scale * module.shell_mask).expand_as(y_hat)
+        if module.preprocessing is not None:
+            std = std * module.preprocessing.inverse_slope(y_hat)
+        return x_hat, std
+
+    @property
+    def _prior(self) -> LatentPrior:
+        return self._module.prior
 
     def _log_density(self, x: Tensor) -> Tensor:
         if self.partition == "linear":
-            return self._importance_log_p(x, self._importance_noise(self.n_importance_samples), self.importance_scale_)
-        log_p0, log_r, log_det, _ = self._module.log_joint(x)
+            noise = self._importance_noise(self.n_importance_samples)
+            return self._module.importance_log_prob(x, noise, self.importance_scale_)
+        log_p0, log_r, log_det = self._module.log_joint(x)
         return log_p0 + log_r + log_det
-
-    def _score_samples(self, X: np.ndarray) -> np.ndarray:
-        return self._map_batches(self._log_density, X)
-
-    def _codes(self, x: Tensor) -> Tensor:
-        y, _ = self._module.preprocess(x)
-        return self._module.encode(y, self._module.core(y))[0]
-
-    def _generate(self, z: Tensor) -> Tensor:
-        return self._module.postprocess(self._module.decode(z))
-
-    # ----------------------------------------------------------------- public
-    def score_samples(self, X) -> np.ndarray:
-        """``log p(x)`` in the units of X: exact for the partitions, importance-sampled for ``linear``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        scores : ndarray of shape (n_samples,), float64
-        """
-        return super().score_samples(X)
-
-    def transform(self, X) -> np.ndarray:
-        """Latent codes ``z`` (Eq. 4, or Eq. 9 with ``w = h(x)`` for ``linear``).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        Z : ndarray of shape (n_samples, n_components)
-        """
-        check_is_fitted(self)
-        return self._map_batches(self._codes, self._check_X(X))
-
-    def inverse_transform(self, Z) -> np.ndarray:
-        """Data for codes ``Z`` with zero residuals (Algorithm 2, or 3 for ``linear``).
-
-        Parameters
-        ----------
-        Z : array-like of shape (n_samples, n_components)
-
-        Returns
-        -------
-        X : ndarray of shape (n_samples, n_features)
-        """
-        check_is_fitted(self)
-        return self._map_batches(self._generate, self._check_codes(Z))
-
-    def reconstruct(self, X, return_std: bool = False):
-        """``inverse_transform(transform(X))`` and optionally the residual std per feature.
-
-        The std is the learned residual scale mapped through the inverse
-        preprocessing (first order, exact without ``logit_lambda``); core
-        features of a partition have none (0): the flow determines them.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        return_std : bool, default=False
-
-        Returns
-        -------
-        X_rec : ndarray of shape (n_samples, n_features)
-        X_std : ndarray of shape (n_samples, n_features), only if ``return_std``
-        """
-        check_is_fitted(self)
-        module = self._module
-
-        def point_and_std(x: Tensor):
-            y_hat = module.decode(self._codes(x))
-            x_hat = module.postprocess(y_hat)
-            if not return_std:
-                return x_hat
-            std = (module.residual_scale * module.shell_mask).expand_as(y_hat)
-            if module.preprocessing is not None:
-                std = std * module.preprocessing.inverse_slope(y_hat)
-            return x_hat, std
-
-        return self._map_batches(point_and_std, self._check_X(X))
-
-    def sample(self, n_samples: int = 1, random_state=None, temperature: float = 1.0) -> np.ndarray:
-        """Draws ``z ~ p0`` (base draws scaled by ``temperature``), decoded with zero residuals.
-
-        Parameters
-        ----------
-        n_samples : int, default=1
-        random_state : int, RandomState or None
-        temperature : float, default=1.0
-            The paper samples at 0.85.
-
-        Returns
-        -------
-        X : ndarray of shape (n_samples, n_features)
-        """
-        check_is_fitted(self)
-        n_samples, temperature = self._check_n_samples(n_samples), self._check_temperature(temperature)
-        with torch_seeded(draw_seed(random_state), self._device), torch.no_grad():
-            u = temperature * torch.randn(n_samples, self.n_components, dtype=torch.float64, device=self._device)
-            prior = self._module.prior_flow
-            z = u if prior is None else prior.from_base(u)
-        return self._map_batches(self._generate, to_numpy(z))

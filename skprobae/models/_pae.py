@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import copy
-import math
+import warnings
+from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
@@ -11,17 +12,18 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import Tensor, nn
-from torch.func import jvp
 
-from .._base import BaseAutoencoder, draw_seed, resolve_device, to_numpy, torch_seeded
-from ..distributions import DISTRIBUTION_NAMES, make_distribution
-from ..flows import FLOW_NAMES, FlowAdapter, LatentFlow, build_flow
-from ..nn import Autoencoder
-from ._posterior import PosteriorSettings, posterior_draws
+from .._base import BaseAutoencoder, Split, draw_seed, torch_generator
+from .._engine import iter_blocks
+from ..distributions import DISTRIBUTION_NAMES
+from ..flows import FLOW_NAMES, FlowAdapter, build_flow
+from ..nn import Autoencoder, FlowPrior
+from ..nn._prior import LOG_2PI
+from ._posterior import PosteriorSettings, _laplace_factor, jacobian_columns, posterior_draws
 
 SCORE_METHODS = ("combined", "latent", "reconstruction", "laplace")
-_LOG_2PI = math.log(2 * math.pi)
 _DEFAULT_LAPLACE_MAP_STEPS = 100
+_SIGMA_ROWS = 65_536  # held-out rows per pass when measuring sigma_ (bounds the float64 errors held at once)
 
 
 class PAE(BaseAutoencoder):
@@ -99,8 +101,10 @@ class PAE(BaseAutoencoder):
         give ``sigma_``.
     distribution_options, encoder, decoder, encoder_kwargs, decoder_kwargs
         As for :class:`~skprobae.ProbabilisticAutoencoder`.
+    inference_dtype, mixed_precision, n_threads
+        As for :class:`~skprobae.ProbabilisticAutoencoder`; they apply to both stages.
     device : str, default="auto"
-        ``"cpu"``, ``"cuda"``, or ``"auto"``.
+        ``"cpu"``, ``"cuda"``, or ``"auto"``; changing it after fit moves the model.
     random_state : int, RandomState instance or None, default=None
         Seeds the split, initialisation, shuffling and jitter.
     verbose : int, default=0
@@ -198,6 +202,9 @@ class PAE(BaseAutoencoder):
         decoder=None,
         encoder_kwargs=None,
         decoder_kwargs=None,
+        inference_dtype="float32",
+        mixed_precision=None,
+        n_threads=None,
         device="auto",
         random_state=None,
         verbose=0,
@@ -231,6 +238,9 @@ class PAE(BaseAutoencoder):
         self.decoder = decoder
         self.encoder_kwargs = encoder_kwargs
         self.decoder_kwargs = decoder_kwargs
+        self.inference_dtype = inference_dtype
+        self.mixed_precision = mixed_precision
+        self.n_threads = n_threads
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -248,6 +258,12 @@ class PAE(BaseAutoencoder):
             )
         return self.map_steps
 
+    def _check_fit_settings(self, X: np.ndarray) -> None:
+        self._check_score_settings()
+
+    def _cost_key(self) -> tuple:
+        return (self.score_method, self._check_score_settings())
+
     def _make_flow(self) -> FlowAdapter:
         if isinstance(self.flow, str):
             flow = build_flow(self.flow, self.n_components, self.flow_transforms, self.flow_hidden_layer_sizes)
@@ -255,83 +271,85 @@ class PAE(BaseAutoencoder):
             flow = copy.deepcopy(self.flow).float()
         return FlowAdapter(flow, self.n_components)
 
-    def fit(self, X, y=None):
-        """Train the autoencoder, then the flow on its standardized codes.
+    def _build_module(self, X: np.ndarray) -> Autoencoder:
+        head = self._make_head(X.shape[1])
+        return Autoencoder(*self._build_networks(X.shape[1], head), head)
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : ignored
+    def _fit_rest(self, X: np.ndarray, split: Split, rng: np.random.RandomState) -> None:
+        """Stage 2, in named steps: code standardization, feature ranges, noise scale, then the latent flow."""
+        codes = self._run("transform", self._encode, X)
+        self._fit_code_standardization(codes[split.fit_rows])
+        self._fit_feature_ranges(X, split.fit_rows)
+        self._fit_noise_scale(X, split.held_out)
+        self._fit_latent_flow((codes - self.latent_mean_) / self.latent_scale_, split, rng)
 
-        Returns
-        -------
-        self : PAE
-        """
-        X = self._validate_params_and_data(X)
-        self._check_score_settings()
-        n_features = X.shape[1]
-
-        def build_module() -> Autoencoder:
-            head = make_distribution(
-                self.distribution,
-                n_features,
-                self.n_mixtures,
-                image_shape=self.image_shape,
-                **(self.distribution_options or {}),
-            )
-            encoder, decoder = self._build_networks(n_features, head)
-            return Autoencoder(encoder, decoder, head)
-
-        rng, train_idx, valid_idx = self._fit_module(build_module, X)
-        codes, reconstructions = self._map_batches(self._codes_and_reconstructions, X)
-        fit_rows = train_idx if len(train_idx) else np.arange(len(X))
-        std = codes[fit_rows].std(axis=0)
-        self.feature_mean_ = X[fit_rows].mean(axis=0)
-        low, high = X[fit_rows].min(axis=0), X[fit_rows].max(axis=0)
-        margin = 0.1 * (high - low)
-        self.feature_bounds_ = np.stack([low - margin, high + margin])
-        self.latent_mean_ = codes[fit_rows].mean(axis=0)
+    def _fit_code_standardization(self, codes: np.ndarray) -> None:
+        std = codes.std(axis=0)
+        self.latent_mean_ = codes.mean(axis=0)
         self.latent_scale_ = np.maximum(std, 1e-6 * max(std.max(), 1.0))
-        held_out = valid_idx if len(valid_idx) else fit_rows
-        rms = np.sqrt(np.mean((X[held_out] - reconstructions[held_out]) ** 2, axis=0))
+
+    def _fit_feature_ranges(self, X: np.ndarray, rows: np.ndarray) -> None:
+        """``feature_mean_`` and ``feature_bounds_`` (range widened by 10%), block by block."""
+        total, low, high = np.zeros(X.shape[1]), np.full(X.shape[1], np.inf), np.full(X.shape[1], -np.inf)
+        for block in iter_blocks(X, max(1, 2**22 // X.shape[1]), rows):
+            total += block.sum(axis=0, dtype=np.float64)
+            low, high = np.minimum(low, block.min(axis=0)), np.maximum(high, block.max(axis=0))
+        self.feature_mean_ = total / len(rows)
+        margin = 0.1 * (high - low)
+        self.feature_bounds_ = np.stack([low - margin, high + margin]).astype(np.float64)
+
+    def _fit_noise_scale(self, X: np.ndarray, rows: np.ndarray) -> None:
+        """``sigma_``: the RMS reconstruction error per feature on ``rows``, floored at 1% of its overall RMS."""
+        module = self._module
+
+        def squared_error(x: Tensor) -> Tensor:
+            return (x.double() - module.decode(module.encode(x))) ** 2
+
+        total = np.zeros(X.shape[1])
+        for start in range(0, len(rows), _SIGMA_ROWS):
+            total += self._run("squared_error", squared_error, X, rows=rows[start : start + _SIGMA_ROWS]).sum(axis=0)
+        rms = np.sqrt(total / len(rows))
         self.sigma_ = np.maximum(rms, 0.01 * max(float(np.sqrt(np.mean(rms**2))), 1e-12))
 
-        standardized = (codes - self.latent_mean_) / self.latent_scale_
-        seed = int(rng.randint(np.iinfo(np.int32).max))
-        device = resolve_device(self.device)
-        with torch_seeded(seed, device):
-            flow_module = LatentFlow(self._make_flow(), noise=self.latent_noise)
-            Z = torch.tensor(standardized, dtype=torch.float32, device=device)
-            self.flow_net_ = self._train_net(
-                flow_module,
-                Z[fit_rows],
-                Z[valid_idx] if len(valid_idx) else None,
-                seed=seed,
-                device=device,
-                max_epochs=self.flow_max_epochs,
-                learning_rate=self.flow_learning_rate,
-            )
+    def _fit_latent_flow(self, standardized: np.ndarray, split: Split, rng: np.random.RandomState) -> None:
+        self.flow_net_ = self._train_stage(
+            lambda: FlowPrior(self._make_flow(), noise=self.latent_noise),
+            standardized.astype(np.float32),
+            split,
+            seed=draw_seed(rng),
+            stage="latent flow",
+            max_epochs=self.flow_max_epochs,
+            learning_rate=self.flow_learning_rate,
+        )
+        self.flow_net_.module_.standardize(self.latent_mean_, self.latent_scale_)
         self.flow_history_ = self.flow_net_.history
-        self.offsets_ = self._training_offsets(X)
-        return self
 
-    def _training_offsets(self, X: np.ndarray) -> dict[tuple[str, int], float]:
-        """``offset_`` of every score method that one pass over the training rows gives.
+    def _fit_offset(self, X: np.ndarray, rng: np.random.RandomState) -> None:
+        """``offsets_`` of every score method that one pass over (a subsample of) the training rows gives.
 
         Keys are ``(score_method, map_steps)``. The three cheap methods share
-        one pass; ``"laplace"`` is added only when it is the fitted method.
+        the pass; ``"laplace"`` is added when it is the fitted method.
         """
         steps = self._check_score_settings()
+        laplace = self.score_method == "laplace"
 
-        def terms(x: Tensor) -> tuple[Tensor, Tensor]:
+        def terms(x: Tensor, steps: int) -> tuple[Tensor, ...]:
             z = self._map_codes(x, steps)
-            return self._log_likelihood(x, z), self._log_prior(z)
+            parts = (self._log_likelihood(x, z), self._prior.log_prob(z))
+            return (*parts, self._laplace_term(z)) if laplace else parts
 
-        log_likelihood, log_prior = self._map_batches(terms, X)
+        rows = self._offset_rows(X, rng)
+        log_likelihood, log_prior, *laplace_term = self._run(
+            f"offset_terms_{laplace}",
+            partial(terms, steps=steps),
+            X,
+            rows=rows,
+            steps=(lambda k: partial(terms, steps=k), steps),
+        )
         scores = {"combined": log_likelihood + log_prior, "latent": log_prior, "reconstruction": log_likelihood}
-        if self.score_method == "laplace":
-            scores["laplace"] = self._score_samples(X)
-        return {(method, steps): self._offset_from(values) for method, values in scores.items()}
+        if laplace:
+            scores["laplace"] = scores["combined"] + laplace_term[0]
+        self.offsets_ = {(method, steps): self._offset_from(values) for method, values in scores.items()}
 
     @property
     def offset_(self) -> float:
@@ -352,173 +370,94 @@ class PAE(BaseAutoencoder):
             )
         return self.offsets_[key]
 
-    # ------------------------------------------------------------- internals
+    # ------------------------------------------------------------------- hooks
     @property
     def _module(self) -> Autoencoder:
         return self.net_.module_
 
-    @property
-    def _flow(self) -> FlowAdapter:
-        return self.flow_net_.module_.flow
+    def _fitted_nets(self) -> list:
+        return [net for net in (getattr(self, "net_", None), getattr(self, "flow_net_", None)) if net is not None]
 
-    def _tensor(self, array: np.ndarray) -> Tensor:
-        return torch.as_tensor(array, dtype=torch.float64, device=self._device)
+    @property
+    def _prior(self) -> FlowPrior:
+        return self.flow_net_.module_
+
+    def _encode(self, x: Tensor) -> Tensor:
+        return self._module.encode(x)
 
     def _decode(self, z: Tensor) -> Tensor:
-        """Point estimate ``g(z)``."""
-        return self._module.head.point_estimate(self._module.decoder(z))
+        return self._module.decode(z)
 
-    def _codes_and_reconstructions(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        z = self._module.encoder(x)
-        return z, self._decode(z)
-
-    def _log_prior(self, z: Tensor) -> Tensor:
-        """Flow log-density of raw codes, including the standardization's log-determinant."""
-        standardized = (z - self._tensor(self.latent_mean_)) / self._tensor(self.latent_scale_)
-        return self._flow.log_prob(standardized) - np.log(self.latent_scale_).sum()
+    def _reconstruct(self, x: Tensor, return_std: bool):
+        reconstruction = self._decode(self._encode(x))
+        return (reconstruction, self._tensor(self.sigma_).expand_as(reconstruction)) if return_std else reconstruction
 
     def _log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
-        """``log N(x; g(z), sigma_^2)`` per row."""
+        """``log N(x; g(z), sigma_^2)`` per row, float64."""
         sigma = self._tensor(self.sigma_)
-        residual = (x - self._decode(z)) / sigma
-        return -0.5 * (residual * residual).sum(-1) - sigma.log().sum() - 0.5 * x.shape[-1] * _LOG_2PI
+        residual = (x.double() - self._decode(z)) / sigma
+        return -0.5 * (residual * residual).sum(-1) - sigma.log().sum() - 0.5 * x.shape[-1] * LOG_2PI
 
     def _map_codes(self, x: Tensor, steps: int) -> Tensor:
-        """Codes minimising ``-log p(x|z) - log p(z)`` (Eq. 9), from ``f(x)``, all rows at once."""
-        mean, scale = self._tensor(self.latent_mean_), self._tensor(self.latent_scale_)
-        z = self._module.encoder(x)
+        """Codes minimising ``-log p(x|z) - log p(z)`` (Eq. 9), from ``f(x)``, all rows at once (network dtype)."""
+        z = self._encode(x)
         if steps == 0:
             return z
+        prior = self._prior
+        mean, scale = prior.loc.to(z.dtype), prior.scale.to(z.dtype)
         standardized = ((z - mean) / scale).detach().requires_grad_(True)
         optimizer = torch.optim.Adam([standardized], lr=self.map_learning_rate)
         with torch.enable_grad():
             for _ in range(steps):
                 optimizer.zero_grad()
                 codes = standardized * scale + mean
-                loss = -(self._log_likelihood(x, codes) + self._log_prior(codes)).sum()
+                loss = -(self._log_likelihood(x, codes) + prior.log_prob(codes)).sum()
                 (grad,) = torch.autograd.grad(loss, standardized)
                 standardized.grad = grad
                 optimizer.step()
         return (standardized * scale + mean).detach()
 
-    def _laplace_log_det(self, z: Tensor) -> Tensor:
-        """``log det`` of the Gauss-Newton Hessian of Eq. 10, from K forward-mode Jacobian columns."""
-        mean, scale = self._tensor(self.latent_mean_), self._tensor(self.latent_scale_)
+    def _laplace_term(self, z: Tensor) -> Tensor:
+        r"""``K/2 log 2 pi - 1/2 log det H``, ``H = J_b^T J_b + J_g^T J_g / sigma^2`` the Gauss-Newton Hessian (Eq. 10).
 
-        def decoder_and_base(codes: Tensor) -> tuple[Tensor, Tensor]:
-            return self._decode(codes), self._flow.to_base((codes - mean) / scale)[0]
+        The K forward-mode Jacobian columns of every row come from one
+        batched pass (:func:`~skprobae.models._posterior.jacobian_columns`).
+        The Hessian is factored as the posterior code does
+        (``_laplace_factor``); a row whose Hessian is not finite gets a NaN
+        score, with a warning.
+        """
+        prior, sigma = self._prior, self._tensor(self.sigma_)
 
-        # Forward-mode AD needs no autograd graph: running it without one keeps
-        # memory at one decoder pass instead of K retained graphs.
-        decoder_columns, base_columns = [], []
-        z = z.detach()
-        with torch.no_grad():
-            for j in range(z.shape[1]):
-                tangent = torch.zeros_like(z)
-                tangent[:, j] = 1.0
-                _, (d_decoder, d_base) = jvp(decoder_and_base, (z,), (tangent,))
-                decoder_columns.append(d_decoder.detach())
-                base_columns.append(d_base.detach())
-        J_g = torch.stack(decoder_columns, -1) / self._tensor(self.sigma_)[:, None]  # (n, d, K)
-        J_b = torch.stack(base_columns, -1)  # (n, K, K)
-        hessian = J_b.mT @ J_b + J_g.mT @ J_g
-        return torch.linalg.cholesky(hessian).diagonal(dim1=-2, dim2=-1).log().sum(-1) * 2
+        def whitened_decoder_and_base(codes: Tensor) -> Tensor:
+            return torch.cat([self._decode(codes) / sigma, prior.to_base(codes)[0].double()], dim=-1)
 
-    def _scores(self, x: Tensor) -> Tensor:
-        steps = self._check_score_settings()
-        z = self._map_codes(x, steps)
+        J = jacobian_columns(whitened_decoder_and_base, z)  # (n, d + K, K)
+        chol, usable = _laplace_factor(J.mT @ J)
+        if not usable.all():
+            warnings.warn(
+                f"PAE: the Laplace Hessian of {int((~usable).sum())} row(s) is not finite (the decoder or the flow "
+                "overflows there); their 'laplace' scores are NaN.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        log_det = 2 * chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+        return torch.where(usable, 0.5 * z.shape[-1] * LOG_2PI - 0.5 * log_det, torch.nan)
+
+    def _scores(self, x: Tensor, steps: int | None = None) -> Tensor:
+        z = self._map_codes(x, self._check_score_settings() if steps is None else steps)
         if self.score_method == "latent":
-            return self._log_prior(z)
+            return self._prior.log_prob(z)
+        log_likelihood = self._log_likelihood(x, z)
         if self.score_method == "reconstruction":
-            return self._log_likelihood(x, z)
-        joint = self._log_likelihood(x, z) + self._log_prior(z)
-        if self.score_method == "combined":
-            return joint
-        return joint + 0.5 * z.shape[1] * _LOG_2PI - 0.5 * self._laplace_log_det(z)
+            return log_likelihood
+        joint = log_likelihood + self._prior.log_prob(z)
+        return joint if self.score_method == "combined" else joint + self._laplace_term(z)
 
-    def _score_samples(self, X: np.ndarray) -> np.ndarray:
-        return self._map_batches(self._scores, X)
+    def _log_density(self, x: Tensor) -> Tensor:
+        return self._scores(x)
 
-    def score_samples(self, X) -> np.ndarray:
-        """Outlier score or log-density of each row, per ``score_method`` (higher = more normal).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        scores : ndarray of shape (n_samples,), float64
-        """
-        return super().score_samples(X)
-
-    def transform(self, X) -> np.ndarray:
-        """Latent codes ``f(x)`` (not standardized).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        Z : ndarray of shape (n_samples, n_components)
-        """
-        check_is_fitted(self)
-        return self._map_batches(self._module.encoder, self._check_X(X))
-
-    def inverse_transform(self, Z) -> np.ndarray:
-        """Decoded point estimates ``g(z)``.
-
-        Parameters
-        ----------
-        Z : array-like of shape (n_samples, n_components)
-
-        Returns
-        -------
-        X : ndarray of shape (n_samples, n_features)
-        """
-        check_is_fitted(self)
-        return self._map_batches(self._decode, self._check_codes(Z))
-
-    def reconstruct(self, X, return_std: bool = False):
-        """``g(f(x))``, and optionally the per-feature noise scale ``sigma_`` for every row.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        return_std : bool, default=False
-
-        Returns
-        -------
-        X_rec : ndarray of shape (n_samples, n_features)
-        X_std : ndarray of shape (n_samples, n_features), only if ``return_std``
-        """
-        check_is_fitted(self)
-        reconstruction = self._map_batches(lambda x: self._decode(self._module.encoder(x)), self._check_X(X))
-        if return_std:
-            return reconstruction, np.broadcast_to(self.sigma_, reconstruction.shape).copy()
-        return reconstruction
-
-    def sample(self, n_samples: int = 1, random_state=None, temperature: float = 1.0) -> np.ndarray:
-        """New rows ``g(b^{-1}(T u))``, ``u ~ N(0, I)``.
-
-        Parameters
-        ----------
-        n_samples : int, default=1
-        random_state : int, RandomState instance or None, default=None
-        temperature : float, default=1.0
-            Scales the base draws; below 1 trades diversity for typicality.
-
-        Returns
-        -------
-        X : ndarray of shape (n_samples, n_features)
-        """
-        check_is_fitted(self)
-        n_samples, temperature = self._check_n_samples(n_samples), self._check_temperature(temperature)
-        with torch_seeded(draw_seed(random_state), self._device), torch.no_grad():
-            standardized = self._flow.sample(n_samples, temperature)
-            codes = standardized * self._tensor(self.latent_scale_) + self._tensor(self.latent_mean_)
-        return self._map_batches(self._decode, to_numpy(codes))
+    def _score_steps(self):
+        return (lambda k: partial(self._scores, steps=k), self._check_score_settings())
 
     # ------------------------------------------------------ posterior inference
     def _corrupted_input(self, X, allow_missing: bool) -> np.ndarray:
@@ -542,47 +481,55 @@ class PAE(BaseAutoencoder):
 
     def _posterior(
         self, X: np.ndarray, noise_std: np.ndarray, n_restarts: int, n_samples: int, n_steps: int, random_state
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Posterior mean, std and (if ``n_samples`` draws are wanted) draws of the clean rows of ``X``."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Posterior mean, std and ``n_samples`` draws of the clean rows of ``X``."""
         for name, value in (("n_restarts", n_restarts), ("n_samples", n_samples)):
             if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
         if not isinstance(n_steps, Integral) or isinstance(n_steps, bool) or n_steps < 0:
             raise ValueError(f"n_steps must be a non-negative integer, got {n_steps!r}.")
+        self._sync_modules()
         K, d = self.n_components, self.n_features_in_
-        generator = torch.Generator().manual_seed(draw_seed(random_state))
-        restart_noise = torch.randn(n_restarts - 1, K, generator=generator, dtype=torch.float64)
-        draw_uniform = torch.rand(n_samples, generator=generator, dtype=torch.float64)
-        draw_noise = torch.randn(n_samples, K, generator=generator, dtype=torch.float64)
-        clean_noise = torch.randn(n_samples, d, generator=generator, dtype=torch.float64)
+        generator = torch_generator(random_state)
         restart_noise, draw_uniform, draw_noise, clean_noise = (
-            t.to(self._device) for t in (restart_noise, draw_uniform, draw_noise, clean_noise)
+            draw.to(self._device)
+            for draw in (
+                torch.randn(n_restarts - 1, K, generator=generator, dtype=torch.float64),
+                torch.rand(n_samples, generator=generator, dtype=torch.float64),
+                torch.randn(n_samples, K, generator=generator, dtype=torch.float64),
+                torch.randn(n_samples, d, generator=generator, dtype=torch.float64),
+            )
         )
-        settings = PosteriorSettings(n_restarts, n_steps, self.map_learning_rate, n_samples)
-        mean, scale = self._tensor(self.latent_mean_), self._tensor(self.latent_scale_)
-        sigma, noise = self._tensor(self.sigma_), self._tensor(noise_std)
-        fill = self._tensor(self.feature_mean_)
+        sigma, noise, fill = self._tensor(self.sigma_), self._tensor(noise_std), self._tensor(self.feature_mean_)
         bounds = (self._tensor(self.feature_bounds_[0]), self._tensor(self.feature_bounds_[1]))
+        prior, module = self._prior, self._module
 
         def decode(u: Tensor) -> Tensor:
-            return self._decode(self._flow.from_base(u) * scale + mean)
+            return module.decode(prior.from_base(u))
 
-        rows_per_batch = max(1, 2**22 // (n_restarts * d * (K + 1) + n_samples * (d + K * K)))
-        means, stds, draws = [], [], []
-        for start in range(0, len(X), rows_per_batch):
-            x = self._tensor(X[start : start + rows_per_batch])
+        def posterior(x: Tensor, steps: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+            x = x.double()
             observed = ~torch.isnan(x)
-            with torch.no_grad():
-                filled = torch.where(observed, x, fill)
-                u0 = self._flow.to_base((self._module.encoder(filled) - mean) / scale)[0]
-            posterior = posterior_draws(
-                decode, u0, x, observed, sigma, noise, restart_noise, draw_uniform, draw_noise, settings, bounds
+            start = prior.to_base(module.encode(torch.where(observed, x, fill)))[0].double()
+            settings = PosteriorSettings(n_restarts, steps, self.map_learning_rate, n_samples)
+            result = posterior_draws(
+                decode, start, x, observed, sigma, noise, restart_noise, draw_uniform, draw_noise, settings, bounds
             )
-            post_mean, post_std = posterior.moments()
-            means.append(to_numpy(post_mean))
-            stds.append(to_numpy(post_std))
-            draws.append(to_numpy(posterior.draws(clean_noise)))
-        return np.concatenate(means), np.concatenate(stds), np.concatenate(draws)
+            post_mean, post_std = result.moments()
+            return post_mean, post_std, result.draws(clean_noise), result.failed
+
+        kind = f"posterior_{n_restarts}_{n_samples}_{n_steps}"
+        steps = (lambda k: partial(posterior, steps=k), n_steps)
+        mean, std, draws, failed = self._run(kind, partial(posterior, steps=n_steps), X, steps=steps)
+        n_failed = int(failed.sum())
+        if n_failed:
+            warnings.warn(
+                f"PAE: no posterior mode could be found for {n_failed} row(s) (every MAP start diverged or gave a "
+                "non-finite Laplace factor); they get the draws of the best start with the prior's spread.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return mean, std, draws
 
     def impute(self, X, return_std: bool = False, *, n_restarts=4, n_samples=100, n_steps=200, random_state=0):
         """Fill missing entries (NaN) with their posterior mean given the observed ones.

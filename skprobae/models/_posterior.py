@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 from torch.func import jvp
 
-_LOG_2PI = math.log(2 * math.pi)
+from ..nn._prior import LOG_2PI
 
 
 @dataclass
@@ -46,6 +46,7 @@ class CleanPosterior:
     mean: Tensor  # (n, S, d)
     var: Tensor  # (n, S, d)
     n_modes: Tensor  # (n,) distinct modes found
+    failed: Tensor  # (n,) True where no start gave a usable mode (the best start is kept with the prior's spread)
 
     def moments(self) -> tuple[Tensor, Tensor]:
         """Posterior mean and std per feature (law of total variance over the draws)."""
@@ -88,6 +89,127 @@ def _laplace_factor(hessian: Tensor) -> tuple[Tensor, Tensor]:
     return chol, torch.ones(hessian.shape[:-2], dtype=torch.bool, device=hessian.device)
 
 
+def jacobian_columns(fn: Callable[[Tensor], Tensor], u: Tensor) -> Tensor:
+    """``d fn / d u`` at every row of ``u`` (..., K): all K forward-mode columns in one batched pass, (..., d, K).
+
+    The rows are repeated K times, each copy with one unit tangent; no
+    autograd graph is kept.
+    """
+    K = u.shape[-1]
+    tangents = torch.eye(K, dtype=u.dtype, device=u.device).reshape(K, *([1] * (u.dim() - 1)), K)
+    repeated = u.detach().unsqueeze(0).expand(K, *u.shape).contiguous()
+    with torch.no_grad():
+        _, columns = jvp(fn, (repeated,), (tangents.expand_as(repeated).contiguous(),))
+    return columns.movedim(0, -1)
+
+
+def _find_modes(
+    decode: Callable[[Tensor], Tensor],
+    start: Tensor,
+    restart_noise: Tensor,
+    x: Tensor,
+    precision: Tensor,
+    settings: PosteriorSettings,
+) -> tuple[Tensor, Tensor]:
+    """MAP from every start, all restarts and rows at once (Adam is per coordinate: rows stay independent).
+
+    Returns the modes (R, n, K), diverged ones set to 0, and which diverged.
+    """
+    n, K = start.shape
+    starts = torch.cat([start[None], restart_noise[:, None, :].expand(-1, n, K)])  # (R, n, K)
+    u = starts.detach().clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([u], lr=settings.learning_rate)
+    with torch.enable_grad():
+        for _ in range(settings.n_steps):
+            optimizer.zero_grad()
+            (grad,) = torch.autograd.grad(_neg_log_joint(decode, u, x, precision).sum(), u)
+            u.grad = grad
+            optimizer.step()
+    diverged = ~torch.isfinite(u.detach()).all(-1)
+    return torch.where(diverged[..., None], 0.0, u.detach()), diverged
+
+
+def _laplace_at_modes(
+    decode: Callable[[Tensor], Tensor],
+    modes: Tensor,
+    diverged: Tensor,
+    x: Tensor,
+    observed: Tensor,
+    variance: Tensor,
+    precision: Tensor,
+) -> tuple[Tensor, Tensor]:
+    """Gauss-Newton Laplace factor ``chol(I + J^T W J)`` at each mode and its log-evidence (-inf if unusable)."""
+    K = modes.shape[-1]
+    J = jacobian_columns(decode, modes)  # (R, n, d, K)
+    hessian = torch.eye(K, dtype=x.dtype, device=x.device) + J.mT @ (precision[..., None] * J)
+    chol, usable = _laplace_factor(hessian)
+    n_observed = observed.sum(-1)
+    log_norm = -0.5 * (torch.where(observed, variance.log().expand_as(x), 0).sum(-1) + n_observed * LOG_2PI)
+    with torch.no_grad():
+        log_joint = -_neg_log_joint(decode, modes, x, precision) + log_norm - 0.5 * K * LOG_2PI
+    evidence = log_joint + 0.5 * K * LOG_2PI - chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)  # (R, n)
+    return chol, evidence.masked_fill(diverged | ~usable | ~torch.isfinite(evidence), -math.inf)
+
+
+def _distinct_modes(
+    modes: Tensor, chol: Tensor, evidence: Tensor, settings: PosteriorSettings
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Modes ranked by evidence with near-duplicates dropped; their factors, mixture weights, count, failures.
+
+    A row whose every mode failed keeps its best-ranked one, with the
+    prior's spread (an identity factor); it is reported in the last output.
+    """
+    K = modes.shape[-1]
+    order = evidence.argsort(0, descending=True)
+    ranked = modes.gather(0, order[..., None].expand_as(modes))
+    keep = torch.zeros_like(evidence, dtype=torch.bool)
+    tolerance = settings.mode_tolerance * math.sqrt(K)
+    keep[0] = True
+    for r in range(1, len(ranked)):
+        distance = (ranked[:r] - ranked[r]).norm(dim=-1)  # (r, n)
+        keep[r] = ~((distance < tolerance) & keep[:r]).any(0)
+    ranked_evidence = evidence.gather(0, order).masked_fill(~keep, -math.inf)
+    failed = torch.isinf(ranked_evidence).all(0)
+    ranked_evidence[0] = torch.where(failed, 0.0, ranked_evidence[0])
+    weights = torch.softmax(ranked_evidence, dim=0).T  # (n, R)
+    ranked_chol = chol.gather(0, order[..., None, None].expand_as(chol))
+    return ranked, ranked_chol, weights, keep.sum(0), failed
+
+
+def _sample_mixture(
+    decode: Callable[[Tensor], Tensor],
+    ranked: Tensor,
+    ranked_chol: Tensor,
+    weights: Tensor,
+    draw_uniform: Tensor,
+    draw_noise: Tensor,
+    bounds: tuple[Tensor, Tensor] | None,
+) -> Tensor:
+    """Decoded draws of the mixture: mode by the shared uniforms, then ``u = mode + L^{-T} eps``; (n, S, d)."""
+    n = weights.shape[0]
+    cumulative = weights.cumsum(-1)
+    cumulative[:, -1] = 1.0
+    component = torch.searchsorted(cumulative, draw_uniform.expand(n, -1).contiguous())  # (n, S)
+    rows = torch.arange(n, device=weights.device)[:, None]
+    mode = ranked.permute(1, 0, 2)[rows, component]  # (n, S, K)
+    factor = ranked_chol.permute(1, 0, 2, 3)[rows, component]  # (n, S, K, K)
+    offset = torch.linalg.solve_triangular(factor.mT, draw_noise.expand(n, -1, -1)[..., None], upper=True)
+    with torch.no_grad():
+        decoded = decode(mode + offset[..., 0])
+    return decoded if bounds is None else torch.clamp(decoded, *bounds)
+
+
+def _clean_conditionals(
+    decoded: Tensor, x: Tensor, observed: Tensor, sigma: Tensor, noise_std: Tensor, variance: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Clean ``x`` given each draw: observed entries shrink towards the data, missing ones are g + N(0, sigma^2)."""
+    obs = observed[:, None, :]
+    shrunk = torch.where(noise_std > 0, (noise_std**2 * decoded + sigma**2 * x[:, None, :]) / variance, x[:, None, :])
+    mean = torch.where(obs, shrunk, decoded)
+    var = torch.where(obs, sigma**2 * noise_std**2 / variance, (sigma**2).expand_as(decoded))
+    return mean, var
+
+
 def posterior_draws(
     decode: Callable[[Tensor], Tensor],
     start: Tensor,
@@ -101,7 +223,7 @@ def posterior_draws(
     settings: PosteriorSettings,
     bounds: tuple[Tensor, Tensor] | None = None,
 ) -> CleanPosterior:
-    """Mixture-of-Laplace posterior of the clean rows of ``x``.
+    """Mixture-of-Laplace posterior of the clean rows of ``x``: modes, Laplace factors, distinct modes, draws.
 
     Parameters
     ----------
@@ -125,75 +247,12 @@ def posterior_draws(
         observed entries), draws reach the flow's tails, where the flow and
         the decoder extrapolate without support from the training data.
     """
-    n, K = start.shape
     x = torch.where(observed, x, torch.zeros_like(x))
     variance = sigma**2 + noise_std**2
     precision = torch.where(observed, 1.0 / variance, torch.zeros_like(x))
-
-    # 1. MAP from every start, all restarts and rows at once (Adam is per-coordinate: rows stay independent).
-    starts = torch.cat([start[None], restart_noise[:, None, :].expand(-1, n, K)])  # (R, n, K)
-    u = starts.detach().clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([u], lr=settings.learning_rate)
-    with torch.enable_grad():
-        for _ in range(settings.n_steps):
-            optimizer.zero_grad()
-            (grad,) = torch.autograd.grad(_neg_log_joint(decode, u, x, precision).sum(), u)
-            u.grad = grad
-            optimizer.step()
-    diverged = ~torch.isfinite(u.detach()).all(-1)  # (R, n)
-    modes = torch.where(diverged[..., None], 0.0, u.detach())
-
-    # 2. Laplace at each mode: Gauss-Newton Hessian I + J^T W J from K forward-mode columns.
-    with torch.no_grad():
-        columns = []
-        for j in range(K):
-            tangent = torch.zeros_like(modes)
-            tangent[..., j] = 1.0
-            _, d_decoded = jvp(decode, (modes,), (tangent,))
-            columns.append(d_decoded)
-        J = torch.stack(columns, -1)  # (R, n, d, K)
-        hessian = torch.eye(K, dtype=x.dtype, device=x.device) + J.mT @ (precision[..., None] * J)
-        chol, usable = _laplace_factor(hessian)
-        n_observed = observed.sum(-1)
-        log_norm = -0.5 * (torch.where(observed, variance.log().expand_as(x), 0).sum(-1) + n_observed * _LOG_2PI)
-        log_joint = -_neg_log_joint(decode, modes, x, precision) + log_norm - 0.5 * K * _LOG_2PI
-        evidence = log_joint + 0.5 * K * _LOG_2PI - chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)  # (R, n)
-        evidence = evidence.masked_fill(diverged | ~usable | ~torch.isfinite(evidence), -math.inf)
-
-        # 3. Keep distinct modes (best first); the rest get zero weight.
-        order = evidence.argsort(0, descending=True)
-        ranked = modes.gather(0, order[..., None].expand_as(modes))
-        keep = torch.zeros_like(evidence, dtype=torch.bool)
-        tolerance = settings.mode_tolerance * math.sqrt(K)
-        for r in range(len(ranked)):
-            if r == 0:
-                keep[0] = True
-                continue
-            distance = (ranked[:r] - ranked[r]).norm(dim=-1)  # (r, n)
-            keep[r] = ~((distance < tolerance) & keep[:r]).any(0)
-        ranked_evidence = evidence.gather(0, order).masked_fill(~keep, -math.inf)
-        # a row whose every mode failed keeps its best-ranked one, with the prior's spread (identity factor)
-        ranked_evidence[0] = torch.where(torch.isinf(ranked_evidence).all(0), 0.0, ranked_evidence[0])
-        weights = torch.softmax(ranked_evidence, dim=0).T  # (n, R)
-        ranked_chol = chol.gather(0, order[..., None, None].expand_as(chol))
-
-        # 4. Sample the mixture: mode by shared uniforms, then u = mode + L^{-T} eps.
-        cumulative = weights.cumsum(-1)
-        cumulative[:, -1] = 1.0
-        component = torch.searchsorted(cumulative, draw_uniform.expand(n, -1).contiguous())  # (n, S)
-        rows = torch.arange(n, device=x.device)[:, None]
-        mode = ranked.permute(1, 0, 2)[rows, component]  # (n, S, K)
-        factor = ranked_chol.permute(1, 0, 2, 3)[rows, component]  # (n, S, K, K)
-        offset = torch.linalg.solve_triangular(factor.mT, draw_noise.expand(n, -1, -1)[..., None], upper=True)
-        decoded = decode(mode + offset[..., 0])  # (n, S, d)
-        if bounds is not None:
-            decoded = torch.clamp(decoded, *bounds)
-
-        # 5. Clean x given each draw: observed entries shrink towards the data, missing ones are g + N(0, sigma^2).
-        model_var = (sigma**2).expand_as(decoded)
-        total = variance.expand_as(decoded)
-        obs = observed[:, None, :]
-        shrunk = torch.where(noise_std > 0, (noise_std**2 * decoded + sigma**2 * x[:, None, :]) / total, x[:, None, :])
-        mean = torch.where(obs, shrunk, decoded)
-        var = torch.where(obs, sigma**2 * noise_std**2 / total, model_var)
-    return CleanPosterior(mean=mean, var=var, n_modes=keep.sum(0))
+    modes, diverged = _find_modes(decode, start, restart_noise, x, precision, settings)
+    chol, evidence = _laplace_at_modes(decode, modes, diverged, x, observed, variance, precision)
+    ranked, ranked_chol, weights, n_modes, failed = _distinct_modes(modes, chol, evidence, settings)
+    decoded = _sample_mixture(decode, ranked, ranked_chol, weights, draw_uniform, draw_noise, bounds)
+    mean, var = _clean_conditionals(decoded, x, observed, sigma, noise_std, variance)
+    return CleanPosterior(mean=mean, var=var, n_modes=n_modes, failed=failed)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from numbers import Integral, Real
 
 import numpy as np
@@ -10,94 +9,12 @@ import torch
 import zuko
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
-from torch import Tensor, nn
+from torch import Tensor
 
-from .._base import BaseAutoencoder, draw_seed, to_numpy, torch_seeded
-from ..distributions import DISTRIBUTION_NAMES, OutputDistribution, make_distribution, positive
+from .._base import BaseAutoencoder, Split, draw_seed, head_point_and_std, torch_seeded
+from ..distributions import DISTRIBUTION_NAMES
 from ..flows import FlowAdapter, build_flow
-
-_LOG_2PI = math.log(2 * math.pi)
-
-
-class VariationalModule(nn.Module):
-    """Encoder ``q(z|x)``, decoder ``p(x|z)``, prior ``p(z)``; ``loss`` is the (beta-)ELBO.
-
-    Parameters
-    ----------
-    encoder : nn.Module
-        Maps ``x`` to ``2 K`` values: posterior means and raw scales.
-    decoder : nn.Module
-        Maps ``z`` to the raw parameters of ``head``.
-    head : OutputDistribution
-    posterior_flow : zuko flow or None
-        Conditioned on the encoder output; its data-to-base direction (one
-        parallel pass) maps a Gaussian draw ``z0`` to ``z``: an inverse
-        autoregressive flow.
-    prior_flow : FlowAdapter or None
-        Learned prior; None is ``N(0, I)``.
-    beta, capacity : float
-        Objective ``E[-log p(x|z)] + beta * |KL - capacity|``.
-    """
-
-    def __init__(
-        self,
-        encoder: nn.Module,
-        decoder: nn.Module,
-        head: OutputDistribution,
-        n_components: int,
-        posterior_flow: nn.Module | None = None,
-        prior_flow: FlowAdapter | None = None,
-        beta: float = 1.0,
-        capacity: float = 0.0,
-    ):
-        super().__init__()
-        self.encoder, self.decoder, self.head = encoder, decoder, head
-        self.n_components = n_components
-        self.posterior_flow, self.prior_flow = posterior_flow, prior_flow
-        self.beta, self.capacity = beta, capacity
-        self.loss_terms: dict[str, Tensor] = {}
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.encoder(x)
-
-    def _gaussian(self, encoded: Tensor) -> tuple[Tensor, Tensor]:
-        mean, raw_scale = encoded.split(self.n_components, dim=-1)
-        return mean, positive(raw_scale)
-
-    def posterior_sample(self, encoded: Tensor, noise: Tensor) -> tuple[Tensor, Tensor]:
-        """Codes ``z`` from base ``noise`` (broadcast against the rows) and ``log q(z|x)``."""
-        mean, scale = self._gaussian(encoded)
-        z0 = mean + scale * noise
-        log_q = (-0.5 * noise * noise - scale.log() - 0.5 * _LOG_2PI).sum(-1)
-        if self.posterior_flow is None:
-            return z0, log_q
-        context = encoded.expand(*z0.shape[:-1], encoded.shape[-1])
-        z, log_det = self.posterior_flow(context).transform.call_and_ladj(z0)
-        return z, log_q - log_det
-
-    def posterior_point(self, encoded: Tensor) -> Tensor:
-        """The posterior mean of ``z0``, through the posterior flow when there is one."""
-        mean, _ = self._gaussian(encoded)
-        if self.posterior_flow is None:
-            return mean
-        return self.posterior_flow(encoded).transform(mean)
-
-    def log_prior(self, z: Tensor) -> Tensor:
-        if self.prior_flow is None:
-            return (-0.5 * z * z - 0.5 * _LOG_2PI).sum(-1)
-        return self.prior_flow.log_prob(z)
-
-    def loss(self, encoded: Tensor, x: Tensor) -> Tensor:
-        noise = torch.randn(*encoded.shape[:-1], self.n_components, dtype=x.dtype, device=x.device)
-        z, log_q = self.posterior_sample(encoded, noise)
-        reconstruction = -self.head.log_prob(self.decoder(z), x).mean()
-        if self.posterior_flow is None and self.prior_flow is None:
-            mean, scale = self._gaussian(encoded)
-            kl = 0.5 * (mean * mean + scale * scale - 1 - 2 * scale.log()).sum(-1).mean()
-        else:
-            kl = (log_q - self.log_prior(z)).mean()
-        self.loss_terms = {"reconstruction": reconstruction.detach(), "kl": kl.detach()}
-        return reconstruction + self.beta * (kl - self.capacity).abs()
+from ..nn import FlowPrior, LatentPrior, StandardNormalPrior, VariationalModule
 
 
 class VAE(BaseAutoencoder):
@@ -109,9 +26,10 @@ class VAE(BaseAutoencoder):
     likelihood :math:`p(x|z)` comes from the same registry as
     :class:`~skprobae.ProbabilisticAutoencoder`. The prior is
     :math:`\mathcal{N}(0, I)` or, with ``prior_flow="maf"``, a learned masked
-    autoregressive flow. Training minimises the single-sample beta-VAE
-    objective :math:`E_q[-\log p(x|z)] + \beta\,|\mathrm{KL} - C|` (PAE paper,
-    Eq. 15); the KL is analytic when posterior and prior are both Gaussian,
+    autoregressive flow. Training minimises the single-sample beta-ELBO
+    :math:`E_q[-\log p(x|z)] + \beta\,\mathrm{KL}`, or with a capacity
+    :math:`C > 0` the objective :math:`E_q[-\log p(x|z)] + \beta\,|\mathrm{KL} - C|`
+    (PAE paper, Eq. 15); the KL is analytic when posterior and prior are both Gaussian,
     a Monte-Carlo estimate otherwise.
 
     ``score_samples`` is the importance-weighted (IWAE) estimate
@@ -152,7 +70,7 @@ class VAE(BaseAutoencoder):
     distribution_options, encoder, decoder, encoder_kwargs, decoder_kwargs
         As for :class:`~skprobae.ProbabilisticAutoencoder`; the encoder returns
         ``2 * n_components`` values (means, then raw scales).
-    max_grad_norm, device, random_state, verbose, contamination
+    max_grad_norm, inference_dtype, mixed_precision, n_threads, device, random_state, verbose, contamination
         As for :class:`~skprobae.ProbabilisticAutoencoder`.
 
     Attributes
@@ -164,7 +82,8 @@ class VAE(BaseAutoencoder):
     n_iter_ : int
     offset_ : float
         The ``contamination`` quantile of the training scores (of a seeded
-        subsample of 1,000 training rows when there are more).
+        subsample when scoring every training row would cost much; see
+        ``skprobae._base.OFFSET_ROWS``).
     n_features_in_ : int
 
     See Also
@@ -182,8 +101,6 @@ class VAE(BaseAutoencoder):
     >>> vae.history_[-1, "train_kl"] > 0
     True
     """
-
-    _offset_max_rows = 1_000  # each score costs n_importance_samples decoder passes
 
     _parameter_constraints: dict = {
         **BaseAutoencoder._parameter_constraints,
@@ -229,6 +146,9 @@ class VAE(BaseAutoencoder):
         decoder=None,
         encoder_kwargs=None,
         decoder_kwargs=None,
+        inference_dtype="float32",
+        mixed_precision=None,
+        n_threads=None,
         device="auto",
         random_state=None,
         verbose=0,
@@ -261,155 +181,79 @@ class VAE(BaseAutoencoder):
         self.decoder = decoder
         self.encoder_kwargs = encoder_kwargs
         self.decoder_kwargs = decoder_kwargs
+        self.inference_dtype = inference_dtype
+        self.mixed_precision = mixed_precision
+        self.n_threads = n_threads
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
         self.contamination = contamination
 
-    def fit(self, X, y=None):
-        """Train on the beta-ELBO.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : ignored
-
-        Returns
-        -------
-        self : VAE
-        """
-        X = self._validate_params_and_data(X)
+    def _build_module(self, X: np.ndarray) -> VariationalModule:
         n_features, k = X.shape[1], self.n_components
         hidden_flow = tuple(self.flow_hidden_layer_sizes)
+        head = self._make_head(n_features)
+        encoder, decoder = self._build_networks(n_features, head, encoder_outputs=2 * k)
+        posterior = (
+            zuko.flows.MAF(k, context=2 * k, transforms=self.flow_transforms, hidden_features=hidden_flow)
+            if self.posterior_flow == "iaf"
+            else None
+        )
+        prior = (
+            FlowPrior(FlowAdapter(build_flow("maf", k, self.flow_transforms, hidden_flow), k))
+            if self.prior_flow == "maf"
+            else StandardNormalPrior(k)
+        )
+        return VariationalModule(encoder, decoder, head, k, posterior, prior, self.beta, self.capacity)
 
-        def build_module() -> VariationalModule:
-            head = make_distribution(
-                self.distribution,
-                n_features,
-                self.n_mixtures,
-                image_shape=self.image_shape,
-                **(self.distribution_options or {}),
-            )
-            encoder, decoder = self._build_networks(n_features, head, encoder_outputs=2 * k)
-            posterior = (
-                zuko.flows.MAF(k, context=2 * k, transforms=self.flow_transforms, hidden_features=hidden_flow)
-                if self.posterior_flow == "iaf"
-                else None
-            )
-            prior = (
-                FlowAdapter(build_flow("maf", k, self.flow_transforms, hidden_flow), k)
-                if self.prior_flow == "maf"
-                else None
-            )
-            return VariationalModule(encoder, decoder, head, k, posterior, prior, self.beta, self.capacity)
+    def _fit_rest(self, X: np.ndarray, split: Split, rng: np.random.RandomState) -> None:
+        self._importance_seed = draw_seed(rng)
 
-        rng, _, _ = self._fit_module(build_module, X)
-        self._importance_seed = int(rng.randint(np.iinfo(np.int32).max))
-        self.offset_ = self._offset_from(self._score_samples(self._offset_rows(X, rng)))
-        return self
+    def _cost_key(self) -> tuple:
+        return (self.n_importance_samples,)
 
-    # ------------------------------------------------------------- internals
+    # ------------------------------------------------------------------- hooks
     @property
     def _module(self) -> VariationalModule:
         return self.net_.module_
 
+    def _encoded(self, x: Tensor) -> Tensor:
+        return self._module.encoder(self._network_input(x))
+
+    def _encode(self, x: Tensor) -> Tensor:
+        return self._module.posterior_point(self._encoded(x))
+
     def _decode(self, z: Tensor) -> Tensor:
-        return self._module.head.point_estimate(self._module.decoder(z))
+        head = self._module.head
+        return head.point_estimate(self._module.decoder_params(self._network_input(z)).double())
+
+    def _reconstruct(self, x: Tensor, return_std: bool):
+        module = self._module
+        return head_point_and_std(module.head, module.decoder_params(self._encode(x)).double(), return_std)
+
+    @property
+    def _prior(self) -> LatentPrior:
+        return self._module.prior
 
     def _importance_noise(self) -> Tensor:
+        """The S base draws of the IWAE estimate, fixed at fit and shared by every row."""
         generator = torch.Generator().manual_seed(self._importance_seed)
         noise = torch.randn(self.n_importance_samples, self.n_components, generator=generator, dtype=torch.float64)
         return noise.to(self._device)
 
-    def _iwae(self, x: Tensor, noise: Tensor) -> Tensor:
-        """``log (1/S) sum_s p(x|z_s) p(z_s) / q(z_s|x)`` per row, samples in chunks."""
-        module = self._module
-        encoded = module.encoder(x)
-        chunk = max(1, 2**24 // max(1, len(x) * module.head.inference_cost))
-        log_weights = []
-        for start in range(0, len(noise), chunk):
-            eps = noise[start : start + chunk, None, :]  # (s, 1, K): shared by every row
-            z, log_q = module.posterior_sample(encoded, eps)
-            log_px = module.head.log_prob(module.decoder(z), x)
-            log_weights.append(log_px + module.log_prior(z) - log_q)
-        return torch.logsumexp(torch.cat(log_weights), dim=0) - math.log(len(noise))
+    def _log_density(self, x: Tensor) -> Tensor:
+        return self._module.log_evidence(x, self._importance_noise())
 
-    def _score_samples(self, X: np.ndarray) -> np.ndarray:
-        noise = self._importance_noise()
-        return self._map_batches(lambda x: self._iwae(x, noise), X)
-
-    def score_samples(self, X) -> np.ndarray:
-        """IWAE estimate of ``log p(x)`` with ``n_importance_samples`` draws (higher = more normal).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        scores : ndarray of shape (n_samples,), float64
-        """
-        return super().score_samples(X)
-
-    def transform(self, X) -> np.ndarray:
-        """Posterior point codes: the encoder mean, through the posterior flow if any.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        Z : ndarray of shape (n_samples, n_components)
-        """
-        check_is_fitted(self)
-        return self._map_batches(lambda x: self._module.posterior_point(self._module.encoder(x)), self._check_X(X))
-
-    def inverse_transform(self, Z) -> np.ndarray:
-        """Decoder point estimates (mean, or mode for Student-t) of codes ``Z``."""
-        check_is_fitted(self)
-        return self._map_batches(self._decode, self._check_codes(Z))
-
-    def reconstruct(self, X, return_std: bool = False):
-        """Decoder point estimate at the posterior point code, and optionally its per-feature std.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        return_std : bool, default=False
-
-        Returns
-        -------
-        X_rec : ndarray of shape (n_samples, n_features)
-        X_std : ndarray of shape (n_samples, n_features), only if ``return_std``
-        """
-        check_is_fitted(self)
-        module = self._module
-
-        def point_and_std(x: Tensor):
-            params = module.decoder(module.posterior_point(module.encoder(x)))
-            point = module.head.point_estimate(params)
-            return (point, module.head.variance(params).sqrt()) if return_std else point
-
-        return self._map_batches(point_and_std, self._check_X(X))
-
-    def sample(self, n_samples: int = 1, random_state=None, temperature: float = 1.0) -> np.ndarray:
-        """Decoded prior draws (base draws scaled by ``temperature``).
-
-        Returns
-        -------
-        X : ndarray of shape (n_samples, n_features)
-        """
-        check_is_fitted(self)
-        n_samples, temperature = self._check_n_samples(n_samples), self._check_temperature(temperature)
-        with torch_seeded(draw_seed(random_state), self._device), torch.no_grad():
-            u = temperature * torch.randn(n_samples, self.n_components, dtype=torch.float64, device=self._device)
-            prior = self._module.prior_flow
-            z = u if prior is None else prior.from_base(u)
-        return self._map_batches(self._decode, to_numpy(z))
-
+    # ------------------------------------------------------------------ public
     def sample_reconstructions(self, X, n_samples: int = 1, random_state=None) -> np.ndarray:
         """Draws ``x' ~ p(x|z)``, ``z ~ q(z|x)``, for every row.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_rows, n_features)
+        n_samples : int, default=1
+            Draws per row.
+        random_state : int, RandomState instance or None, default=None
 
         Returns
         -------
@@ -421,10 +265,10 @@ class VAE(BaseAutoencoder):
         module = self._module
 
         def draw(x: Tensor) -> Tensor:
-            encoded = module.encoder(x)
-            noise = torch.randn(n_samples, len(x), self.n_components, dtype=x.dtype, device=x.device)
+            encoded = self._encoded(x)
+            noise = torch.randn(n_samples, len(x), self.n_components, dtype=encoded.dtype, device=x.device)
             z, _ = module.posterior_sample(encoded, noise)
-            return module.head.distribution(module.decoder(z)).sample().movedim(0, 1)
+            return module.head.distribution(module.decoder_params(z)).sample().movedim(0, 1)
 
         with torch_seeded(draw_seed(random_state), self._device):
-            return self._map_batches(draw, X)
+            return self._run(f"sample_reconstructions_{n_samples}", draw, X)

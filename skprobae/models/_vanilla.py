@@ -5,17 +5,17 @@ from __future__ import annotations
 from numbers import Integral
 
 import numpy as np
-import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
+from torch import Tensor
 
-from .._base import BaseAutoencoder, draw_seed, torch_seeded
-from ..distributions import DISTRIBUTION_NAMES, make_distribution
-from ..nn import Autoencoder
+from .._base import BaseAutoencoder, Split, draw_seed, head_point_and_std, torch_seeded
+from ..distributions import DISTRIBUTION_NAMES
+from ..nn import Autoencoder, GaussianPrior
 
 
 class ProbabilisticAutoencoder(BaseAutoencoder):
-    """Autoencoder trained on the negative log-likelihood of an output distribution.
+    r"""Autoencoder trained on the negative log-likelihood of an output distribution.
 
     The decoder outputs the parameters of a distribution ``p(x | f(x))`` over
     the input instead of a single reconstruction: a normal or Student-t with
@@ -23,6 +23,15 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
     of any of them. The model then gives a point reconstruction, its
     per-feature uncertainty, mixture components, samples, and a log-likelihood
     to score (and flag) unusual rows.
+
+    ``score_samples`` is the log-likelihood :math:`\log p(x \mid f(x))` of
+    each row under its own reconstruction (higher means more typical): the
+    reconstruction likelihood, not the marginal density of ``x`` (for that,
+    see ``PAE`` or ``AEF``). ``reconstruct(X, return_std=True)`` gives the
+    std of that distribution: 1 for ``"mse"`` and ``"normal"``, NaN for
+    Student-t outputs whose ``df <= 2`` (no finite variance), the mixture's
+    std for mixtures. ``sample`` decodes codes drawn from a Gaussian fitted to
+    the training codes (``latent_mean_``, ``latent_covariance_``).
 
     Read more in the paper: S. Ciobanu, *Vanilla Probabilistic Autoencoder*,
     CAINE 2021.
@@ -91,14 +100,30 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
     encoder_kwargs, decoder_kwargs : dict or None, default=None
         Keyword arguments of ``encoder`` and ``decoder`` (tunable like any
         parameter, e.g. in ``GridSearchCV``).
+    inference_dtype : {"float32", "float64"}, default="float32"
+        dtype the networks compute in after fit; log-density reductions are
+        float64 either way and every output is a float64 array.
+        ``"float64"`` is the exact mode (about half the speed on a CPU, far
+        slower on most GPUs).
+    mixed_precision : {"bf16", "fp16"} or None, default=None
+        Train under ``torch.autocast`` in bfloat16 or float16 (with a
+        gradient scaler); meant for GPUs.
+    n_threads : int or None, default=None
+        torch intra-op threads inside this estimator's calls (restored
+        afterwards). None chooses from the work per batch: one thread for
+        small models (which keeps them fast on a shared machine), more as
+        the work grows, at most ``torch.get_num_threads()``; -1 uses every
+        core this process may use.
     device : str, default="auto"
         ``"cpu"``, ``"cuda"`` (or ``"cuda:N"``), or ``"auto"`` for a GPU when
-        one is visible.
+        one is visible. Changing it after fit moves the model.
     random_state : int, RandomState instance or None, default=None
         Seeds the validation split, weight initialisation and shuffling; with
         an int two fits on CPU are identical.
     verbose : int, default=0
-        0 is silent; 1 prints a per-epoch table and a progress bar.
+        0 is silent; 1 shows a progress bar over the epochs and says where
+        training stopped, why, and which epoch's weights were kept; 2 also
+        prints a table of the losses of every epoch.
     contamination : float, default=0.1
         Expected share of outliers in the training data, in (0, 0.5]; sets
         ``offset_``.
@@ -174,6 +199,9 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         decoder=None,
         encoder_kwargs=None,
         decoder_kwargs=None,
+        inference_dtype="float32",
+        mixed_precision=None,
+        n_threads=None,
         device="auto",
         random_state=None,
         verbose=0,
@@ -198,116 +226,48 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         self.decoder = decoder
         self.encoder_kwargs = encoder_kwargs
         self.decoder_kwargs = decoder_kwargs
+        self.inference_dtype = inference_dtype
+        self.mixed_precision = mixed_precision
+        self.n_threads = n_threads
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
         self.contamination = contamination
 
-    def fit(self, X, y=None):
-        """Train the autoencoder on ``X``.
+    def _build_module(self, X: np.ndarray) -> Autoencoder:
+        head = self._make_head(X.shape[1])
+        return Autoencoder(*self._build_networks(X.shape[1], head), head)
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data; no NaN or infinite values.
-        y : ignored
-
-        Returns
-        -------
-        self : ProbabilisticAutoencoder
-        """
-        X = self._validate_params_and_data(X)
-        n_features = X.shape[1]
-
-        def build_module() -> Autoencoder:
-            head = make_distribution(
-                self.distribution,
-                n_features,
-                self.n_mixtures,
-                image_shape=self.image_shape,
-                **(self.distribution_options or {}),
-            )
-            encoder, decoder = self._build_networks(n_features, head)
-            return Autoencoder(encoder, decoder, head)
-
-        self._fit_module(build_module, X)
-        codes, scores = self._map_batches(self._codes_and_scores, X)
+    def _fit_rest(self, X: np.ndarray, split: Split, rng: np.random.RandomState) -> None:
+        codes = self._run("transform", self._encode, X)
         self.latent_mean_ = codes.mean(axis=0)
         self.latent_covariance_ = (
             np.atleast_2d(np.cov(codes, rowvar=False)) if len(codes) > 1 else np.zeros((self.n_components,) * 2)
         )
-        self.offset_ = self._offset_from(scores)
-        return self
 
-    def _codes_and_scores(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Latent codes and log-likelihoods of a batch in one forward pass."""
-        codes = self._module.encoder(x)
-        return codes, self._module.head.log_prob(self._module.decoder(codes), x)
-
-    # ----------------------------------------------------------------- helpers
+    # ------------------------------------------------------------------- hooks
     @property
     def _module(self) -> Autoencoder:
         return self.net_.module_
 
-    def _params(self, batch: torch.Tensor, latent: bool = False) -> torch.Tensor:
-        """Raw decoder output for inputs (or, with ``latent``, for codes)."""
-        return self._module.decoder(batch) if latent else self._module(batch)
+    def _encode(self, x: Tensor) -> Tensor:
+        return self._module.encode(x)
 
-    def transform(self, X) -> np.ndarray:
-        """Latent codes of ``X``.
+    def _decode(self, z: Tensor) -> Tensor:
+        return self._module.decode(z)
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
+    def _reconstruct(self, x: Tensor, return_std: bool):
+        module = self._module
+        return head_point_and_std(module.head, module.decoder_params(module.encode(x)), return_std)
 
-        Returns
-        -------
-        Z : ndarray of shape (n_samples, n_components), float64
-        """
-        check_is_fitted(self)
-        return self._map_batches(self._module.encoder, self._check_X(X))
+    @property
+    def _prior(self) -> GaussianPrior:
+        return GaussianPrior.from_covariance(self.latent_mean_, self.latent_covariance_).to(self._device)
 
-    def inverse_transform(self, Z) -> np.ndarray:
-        """Point estimate of ``x`` decoded from codes ``Z`` (mean, or mode for Student-t).
+    def _log_density(self, x: Tensor) -> Tensor:
+        return self._module.log_prob(x)
 
-        Parameters
-        ----------
-        Z : array-like of shape (n_samples, n_components)
-
-        Returns
-        -------
-        X : ndarray of shape (n_samples, n_features), float64
-        """
-        check_is_fitted(self)
-        head = self._module.head
-        return self._map_batches(lambda z: head.point_estimate(self._params(z, latent=True)), self._check_codes(Z))
-
-    def reconstruct(self, X, return_std: bool = False):
-        """Point estimate of ``x`` given ``x``, and optionally its per-feature std.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        return_std : bool, default=False
-            Also return the standard deviation of ``p(x_rec | x)`` per feature:
-            1 for ``"mse"`` and ``"normal"``, NaN for Student-t outputs whose
-            ``df <= 2`` (no finite variance); for mixtures the mixture's std.
-
-        Returns
-        -------
-        X_rec : ndarray of shape (n_samples, n_features)
-        X_std : ndarray of shape (n_samples, n_features), only if ``return_std``
-        """
-        check_is_fitted(self)
-        head = self._module.head
-
-        def point_and_std(x):
-            params = self._params(x)
-            point = head.point_estimate(params)
-            return (point, head.variance(params).sqrt()) if return_std else point
-
-        return self._map_batches(point_and_std, self._check_X(X))
-
+    # ------------------------------------------------------------------ public
     def predict_components(self, X) -> tuple[np.ndarray, np.ndarray]:
         """Each mixture component's point estimate and log-weight for every row.
 
@@ -323,27 +283,10 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         log_weights : ndarray of shape (n_samples, n_mixtures)
         """
         check_is_fitted(self)
-        head = self._module.head
-        return self._map_batches(lambda x: head.components(self._params(x)), self._check_X(X))
-
-    def sample(self, n_samples: int = 1, random_state=None) -> np.ndarray:
-        """New rows: codes from a Gaussian fitted to the training codes, decoded.
-
-        Parameters
-        ----------
-        n_samples : int, default=1
-        random_state : int, RandomState instance or None, default=None
-
-        Returns
-        -------
-        X : ndarray of shape (n_samples, n_features)
-            Point estimates decoded from the drawn codes.
-        """
-        check_is_fitted(self)
-        n_samples = self._check_n_samples(n_samples)
-        rng = np.random.default_rng(draw_seed(random_state))
-        codes = rng.multivariate_normal(self.latent_mean_, self.latent_covariance_, size=n_samples)
-        return self.inverse_transform(codes)
+        module = self._module
+        return self._run(
+            "components", lambda x: module.head.components(module.decoder_params(module.encode(x))), self._check_X(X)
+        )
 
     def sample_reconstructions(self, X, n_samples: int = 1, random_state=None) -> np.ndarray:
         """Draws from ``p(x_rec | x)`` for every row of ``X``.
@@ -362,30 +305,11 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         check_is_fitted(self)
         X = self._check_X(X)
         n_samples = self._check_n_samples(n_samples)
-        head = self._module.head
+        module = self._module
+
+        def draw(x: Tensor) -> Tensor:
+            params = module.decoder(module.encode(x))
+            return module.head.distribution(params).sample((n_samples,)).movedim(0, 1)
+
         with torch_seeded(draw_seed(random_state), self._device):
-            draws = self._map_batches(
-                lambda x: head.distribution(self._params(x)).sample((n_samples,)).movedim(0, 1), X
-            )
-        return draws
-
-    def _score_samples(self, X: np.ndarray) -> np.ndarray:
-        head = self._module.head
-        return self._map_batches(lambda x: head.log_prob(self._params(x), x), X)
-
-    def score_samples(self, X) -> np.ndarray:
-        """Log-likelihood ``log p(x | f(x))`` of each row under its own reconstruction.
-
-        Higher means more typical. It is the reconstruction likelihood, not the
-        marginal density of ``x`` (for that, see ``PAE`` or ``AEF``). The
-        network trains in float32 and is evaluated in float64.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        scores : ndarray of shape (n_samples,), float64
-        """
-        return super().score_samples(X)
+            return self._run(f"sample_reconstructions_{n_samples}", draw, X)

@@ -1,4 +1,8 @@
-"""Multi-layer perceptrons and the autoencoder module that joins them."""
+"""Multi-layer perceptrons and the autoencoder module that joins them.
+
+The networks compute in their own dtype (float32 by default); what an output
+distribution computes from their raw parameters at inference is float64.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from .._engine import network_dtype
 from ..distributions import OutputDistribution
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -69,3 +74,19 @@ class Autoencoder(nn.Module):
     def loss(self, params: Tensor, x: Tensor) -> Tensor:
         """Training loss of a batch: the head's negative log-likelihood."""
         return self.head.loss(params, x)
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Codes ``f(x)``, in the networks' dtype."""
+        return self.encoder(x.to(network_dtype(self)))
+
+    def decoder_params(self, z: Tensor) -> Tensor:
+        """Raw parameters ``g(z)`` of the output distribution, in float64 for the density computations."""
+        return self.decoder(z.to(network_dtype(self))).double()
+
+    def decode(self, z: Tensor) -> Tensor:
+        """The output distribution's point estimate at codes ``z`` (float64)."""
+        return self.head.point_estimate(self.decoder_params(z))
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """``log p(x | f(x))`` per row, float64."""
+        return self.head.log_prob(self.decoder_params(self.encode(x)), x.double())

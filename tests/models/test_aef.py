@@ -97,7 +97,8 @@ def test_scores_are_deterministic_row_independent_and_finite(digits01, partition
     scores = aef.score_samples(digits01[:50])
     assert scores.dtype == np.float64 and np.isfinite(scores).all()
     np.testing.assert_array_equal(scores, aef.score_samples(digits01[:50]))
-    np.testing.assert_allclose(scores[10:20], aef.score_samples(digits01[10:20]), rtol=1e-12)
+    # Row-independent: another call's composition moves a float32 network output by an ulp at most.
+    np.testing.assert_allclose(scores[10:20], aef.score_samples(digits01[10:20]), rtol=1e-6)
     again = AEF(partition=partition, n_importance_samples=32, **FAST).fit(digits01)
     np.testing.assert_array_equal(scores, again.score_samples(digits01[:50]))
 
@@ -113,11 +114,14 @@ def test_image_partitions_take_centre_and_corner_pixels():
 
 @pytest.mark.parametrize("partition", ["center", "corner", "random"])
 def test_generation_inverts_encoding_for_partitions(digits01, partition):
-    # Algorithm 2 decodes with zero residuals; encoding its output must give back the code exactly.
+    # Algorithm 2 decodes with zero residuals; encoding its output must give back the code exactly
+    # (in float64; float32 networks invert the logit and the flow to about 1e-3).
     aef = AEF(partition=partition, image_shape=(8, 8), logit_lambda=1e-3, **FAST).fit(digits01)
     Z = aef.transform(digits01[:20])
-    X_gen = aef.inverse_transform(Z)
-    np.testing.assert_allclose(aef.transform(X_gen), Z, atol=1e-6)
+    np.testing.assert_allclose(aef.transform(aef.inverse_transform(Z)), Z, atol=2e-3)
+    aef.set_params(inference_dtype="float64")
+    Z = aef.transform(digits01[:20])
+    np.testing.assert_allclose(aef.transform(aef.inverse_transform(Z)), Z, atol=1e-6)
     _, std = aef.reconstruct(digits01[:5], return_std=True)
     assert (std[:, aef.core_indices_] == 0).all() and (np.delete(std, aef.core_indices_, axis=1) > 0).all()
 

@@ -99,7 +99,7 @@ def test_rows_are_independent_and_calls_repeatable(digits_pae):
     pae, X = digits_pae
     X_missing = np.where(np.random.default_rng(3).random(X.shape) < 0.3, np.nan, X)
     filled = pae.impute(X_missing[:30], n_samples=20)
-    np.testing.assert_allclose(pae.impute(X_missing[10:20], n_samples=20), filled[10:20], atol=1e-8)
+    np.testing.assert_allclose(pae.impute(X_missing[10:20], n_samples=20), filled[10:20], atol=1e-5)
     np.testing.assert_array_equal(pae.impute(X_missing[:30], n_samples=20), filled)
 
 

@@ -67,7 +67,8 @@ def test_scores_are_deterministic_and_finite(digits01):
     vae = VAE(**FAST).fit(digits01)
     first = vae.score_samples(digits01[:50])
     np.testing.assert_array_equal(first, vae.score_samples(digits01[:50]))
-    np.testing.assert_array_equal(first[10:20], vae.score_samples(digits01[10:20]))
+    # Row-independent: another call's composition moves a float32 network output by an ulp at most.
+    np.testing.assert_allclose(first[10:20], vae.score_samples(digits01[10:20]), rtol=1e-6)
     assert first.dtype == np.float64 and np.isfinite(first).all()
 
 

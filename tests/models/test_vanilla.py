@@ -187,13 +187,21 @@ def test_fewer_samples_than_a_batch(digits):
     assert np.isfinite(single.score_samples(X[:3])).all()
 
 
-def test_verbose_prints_epochs_and_quiet_by_default(digits, capsys):
+def test_verbose_shows_progress_and_why_training_stopped(digits, capsys):
     X, _ = digits
     ProbabilisticAutoencoder(**FAST).fit(X[:200])
-    assert capsys.readouterr().out == ""
+    quiet = capsys.readouterr()
+    assert quiet.out == "" and quiet.err == ""
     ProbabilisticAutoencoder(**{**FAST, "verbose": 1}).fit(X[:200])
     out = capsys.readouterr()
-    assert "train_loss" in out.out and "valid_loss" in out.out
+    assert "autoencoder" in out.err and "epoch" in out.err  # the progress bar, labelled
+    assert "train_loss" not in out.out  # no per-epoch table at verbose=1
+    assert "ProbabilisticAutoencoder autoencoder: ran all 5 epochs; kept epoch" in out.out
+    ProbabilisticAutoencoder(**{**FAST, "verbose": 1, "max_epochs": 200, "n_iter_no_change": 2}).fit(X[:200])
+    assert "stopped at epoch" in capsys.readouterr().out
+    ProbabilisticAutoencoder(**{**FAST, "verbose": 2}).fit(X[:200])
+    table = capsys.readouterr().out
+    assert "train_loss" in table and "valid_loss" in table
 
 
 # ----------------------------------------------------------- outliers
@@ -347,8 +355,9 @@ def test_maf_point_estimate_is_a_seeded_sample_mean(digits):
     head = model.net_.module_.head
     assert head.n_point_samples == 7 and len(head.flow.flow.transform.transforms) == 2
     point, std = model.reconstruct(X[:20], return_std=True)
-    # Deterministic and independent of the other rows in the batch.
-    np.testing.assert_array_equal(point[5:10], model.reconstruct(X[5:10]))
+    # Deterministic and independent of the other rows in the call: rows are evaluated in fixed-size
+    # blocks, where a row's position can still move a float32 result by an ulp on some layer shapes.
+    np.testing.assert_allclose(point[5:10], model.reconstruct(X[5:10]), rtol=1e-6, atol=1e-6)
     assert np.isfinite(std).all() and (std > 0).all()
     draws = model.sample_reconstructions(X[:4], n_samples=3, random_state=0)
     assert draws.shape == (4, 3, 64) and np.isfinite(draws).all()

@@ -1,0 +1,385 @@
+"""The engine under every estimator: precision, the data path, one chunking policy and threads.
+
+Precision
+    Networks train in float32 (optionally under bf16/fp16 autocast) and
+    infer in the estimator's ``inference_dtype`` (float32 by default);
+    log-density reductions run in float64 and every public output is a
+    float64 numpy array.
+
+Data path
+    The training set stays where it is: a float32 array (or a
+    ``np.memmap``) is read batch by batch (:class:`RowBatches`), batches move
+    to the device, and data is cached on a GPU only when it fits
+    :data:`DEVICE_CACHE_FRACTION` of its free memory. Pages of a memory-mapped
+    file are handed back to the OS as the reads go (:class:`PageReleaser`),
+    so a fit on a file larger than memory keeps a small resident set.
+
+Chunking
+    One policy for every inference path (:func:`block_rows`): the rows of a
+    block follow from the bytes a row needs, measured on the computation
+    itself (:func:`measure_row_cost`), and scikit-learn's ``working_memory``.
+    Every block has the same number of rows (the last one is padded), so a
+    row takes the same kernel path whatever else is in the call and outputs
+    do not depend on batch composition.
+
+Threads
+    torch's intra-op threads follow the work per call (:func:`torch_threads`):
+    small models run on one thread, which keeps them fast on a shared
+    machine; the setting is restored after every skprobae call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import mmap
+import threading
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from joblib import cpu_count
+from sklearn import get_config
+from sklearn.utils._chunking import get_chunk_n_rows
+from torch import Tensor
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
+
+INFERENCE_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+"""Names accepted by ``inference_dtype``."""
+
+MIXED_PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16}
+"""Names accepted by ``mixed_precision`` (training under ``torch.autocast``)."""
+
+CPU_BLOCK_MIB = 64
+"""Upper bound of a block's working memory on the CPU (MiB), below ``working_memory``: cache-sized blocks."""
+
+MAX_BLOCK_ROWS = {"cpu": 4096, "cuda": 65536}
+"""Rows per block at most."""
+
+MIN_BLOCK_ROWS = 64
+"""Rows per block at least (when memory allows): small blocks of costly rows still fill the kernels."""
+
+OP_SECONDS = {"cpu": 1e-5, "cuda": 1e-5}
+"""Fixed cost of one dispatched operation (Python, dispatcher, kernel launch), in seconds."""
+
+FLOP_RATE = {"cpu": 3e10, "cuda": 1e13}
+"""Floating-point operations per second a block's arithmetic runs at, roughly."""
+
+OVERHEAD_FACTOR = 8
+"""A block's arithmetic should take this many times the fixed cost of its operations."""
+
+DEVICE_CACHE_FRACTION = 0.25
+"""Training data is copied to a GPU only when it takes at most this share of its free memory."""
+
+RELEASE_EVERY_BYTES = 64 * 2**20
+"""Bytes read from a memory-mapped file between two hand-backs of its pages."""
+
+FLOPS_PER_THREAD = 50e6
+"""Work per call (FLOPs) that earns one more intra-op thread: below it, threads cost more than they give."""
+
+
+# ------------------------------------------------------------------- cost
+@dataclass(frozen=True)
+class RowCost:
+    """What a computation costs: per row, peak bytes of temporaries and FLOPs; per call, dispatched operations."""
+
+    bytes: float
+    flops: float
+    ops: float = 0.0
+
+
+class _PeakBytes(TorchDispatchMode):
+    """Count dispatched operations and track the live and peak bytes of the tensors they allocate."""
+
+    def __init__(self):
+        super().__init__()
+        self.live = 0
+        self.peak = 0
+        self.ops = 0
+
+    def _free(self, n_bytes: int) -> None:
+        self.live -= n_bytes
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops += 1
+        out = func(*args, **(kwargs or {}))
+        for tensor in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(tensor, Tensor) and not tensor._is_view():
+                n_bytes = tensor.untyped_storage().nbytes()
+                self.live += n_bytes
+                self.peak = max(self.peak, self.live)
+                weakref.finalize(tensor, self._free, n_bytes)
+        return out
+
+
+def _probe(fn: Callable[[Tensor], object], x: Tensor) -> tuple[int, int, int]:
+    peak, flops = _PeakBytes(), FlopCounterMode(display=False)
+    with torch.no_grad(), peak, flops:
+        fn(x)
+    return peak.peak, flops.get_total_flops(), peak.ops
+
+
+def measure_row_cost(fn: Callable[[Tensor], object], example: Tensor) -> RowCost:
+    """Bytes and FLOPs per row of ``fn`` (the difference between runs on 4 and 2 rows, halved) and its op count.
+
+    The difference removes what does not grow with the rows (weights,
+    constants). ``fn`` runs without gradients (it may enable them inside, as
+    a MAP search does). The input's own bytes are added.
+    """
+    small, large = _probe(fn, example[:2]), _probe(fn, example[:4])
+    row_bytes = max((large[0] - small[0]) / 2, 0.0) + example[0].nelement() * example.element_size()
+    return RowCost(bytes=max(row_bytes, 1.0), flops=max((large[1] - small[1]) / 2, 0.0), ops=float(small[2]))
+
+
+def block_rows(cost: RowCost, device: torch.device | str) -> int:
+    """Rows per block: the fewest whose arithmetic outweighs the fixed cost of the operations, within memory.
+
+    Every call is evaluated in blocks of exactly this many rows (a shorter
+    call is padded), so blocks are kept as small as efficiency allows: the
+    arithmetic of a block takes about :data:`OVERHEAD_FACTOR` times the fixed
+    cost of its operations (:data:`OP_SECONDS` each, at :data:`FLOP_RATE`),
+    and at least :data:`MIN_BLOCK_ROWS` rows. The memory bound is
+    scikit-learn's ``working_memory`` (at most :data:`CPU_BLOCK_MIB` on a CPU)
+    over the bytes a row needs, and :data:`MAX_BLOCK_ROWS`.
+    """
+    kind = "cpu" if torch.device(device).type == "cpu" else "cuda"
+    working_memory = get_config()["working_memory"]
+    if kind == "cpu":
+        working_memory = min(working_memory, CPU_BLOCK_MIB)
+    by_memory = get_chunk_n_rows(cost.bytes, max_n_rows=MAX_BLOCK_ROWS[kind], working_memory=working_memory)
+    by_work = OVERHEAD_FACTOR * cost.ops * OP_SECONDS[kind] * FLOP_RATE[kind] / max(cost.flops, 1.0)
+    return int(min(by_memory, max(MIN_BLOCK_ROWS, math.ceil(by_work))))
+
+
+# ---------------------------------------------------------------- threads
+_thread_state = threading.local()
+
+
+def thread_budget() -> int:
+    """Threads this process may use: torch's setting outside skprobae's calls, at most the usable cores."""
+    outer = getattr(_thread_state, "outer", None)
+    return min(outer if outer is not None else torch.get_num_threads(), cpu_count())
+
+
+def choose_threads(n_threads: int | None, flops_per_call: float) -> int:
+    """``n_threads`` if given (-1: every usable core), else one per :data:`FLOPS_PER_THREAD` of work, within budget."""
+    if n_threads is None:
+        return int(min(thread_budget(), max(1, flops_per_call // FLOPS_PER_THREAD)))
+    if n_threads < 0:
+        return cpu_count()
+    return int(n_threads)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the body with ``n`` intra-op threads; restore the caller's setting afterwards."""
+    previous = torch.get_num_threads()
+    outermost = getattr(_thread_state, "outer", None) is None
+    if outermost:
+        _thread_state.outer = previous
+    try:
+        if n != previous:
+            torch.set_num_threads(n)
+        yield
+    finally:
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)
+        if outermost:
+            _thread_state.outer = None
+
+
+# ------------------------------------------------------------- host data
+def _file_mapping(array: np.ndarray) -> mmap.mmap | None:
+    """The ``mmap`` behind a read-only or shared memory-mapped array (whose pages may be dropped), else None."""
+    node = array
+    while isinstance(node, np.ndarray):
+        if isinstance(node, np.memmap) and getattr(node, "mode", None) in ("r", "r+"):
+            mapping = getattr(node, "_mmap", None)
+            if isinstance(mapping, mmap.mmap):
+                return mapping
+        node = node.base
+    return None
+
+
+def is_memory_mapped(array) -> bool:
+    """Whether ``array`` reads a file through a memory map."""
+    node = array
+    while isinstance(node, np.ndarray):
+        if isinstance(node, np.memmap):
+            return True
+        node = node.base
+    return isinstance(node, mmap.mmap)
+
+
+class PageReleaser:
+    """Hand the resident pages of a memory-mapped array back to the OS every :data:`RELEASE_EVERY_BYTES` read.
+
+    A file mapping's pages count in the process's resident memory once read;
+    ``madvise(MADV_DONTNEED)`` drops them from the mapping (the page cache
+    keeps them, so a later read is cheap). A no-op for ordinary arrays and
+    for copy-on-write mappings (whose private changes it would discard).
+    """
+
+    def __init__(self, array: np.ndarray):
+        self._mapping = _file_mapping(array) if hasattr(mmap, "MADV_DONTNEED") else None
+        self._read = 0
+
+    def note(self, n_bytes: int) -> None:
+        if self._mapping is None:
+            return
+        self._read += n_bytes
+        if self._read >= RELEASE_EVERY_BYTES:
+            self.release()
+
+    def release(self) -> None:
+        if self._mapping is not None and not self._mapping.closed:
+            self._mapping.madvise(mmap.MADV_DONTNEED)
+        self._read = 0
+
+
+def training_source(X: np.ndarray, device: torch.device | str) -> np.ndarray | Tensor:
+    """Where training batches are read from.
+
+    On a GPU, a float32 copy of ``X`` when it fits
+    :data:`DEVICE_CACHE_FRACTION` of the free memory (filled block by block:
+    no second host copy); on the CPU, ``X`` itself as a tensor when it is an
+    in-memory, C-contiguous float32 array (no copy). Anything else stays a
+    host array, read and converted one batch at a time.
+    """
+    device = torch.device(device)
+    if device.type == "cpu":
+        if X.dtype == np.float32 and X.flags.c_contiguous and not is_memory_mapped(X):
+            return torch.from_numpy(X)
+        return X
+    free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else 0
+    if X.shape[0] * X.shape[1] * 4 > DEVICE_CACHE_FRACTION * free:
+        return X
+    cached = torch.empty(X.shape, dtype=torch.float32, device=device)
+    step = max(1, RELEASE_EVERY_BYTES // max(1, X.shape[1] * X.itemsize))
+    pages = PageReleaser(X)
+    for start in range(0, len(X), step):
+        block = np.ascontiguousarray(X[start : start + step], dtype=np.float32)
+        cached[start : start + step].copy_(torch.from_numpy(block))
+        pages.note(block.nbytes)
+    pages.release()
+    return cached
+
+
+class RowData(torch.utils.data.Dataset):
+    """Rows ``rows`` of ``source`` (a host array or a tensor) as a dataset, without copying them."""
+
+    def __init__(self, source: np.ndarray | Tensor, rows: np.ndarray):
+        self.source = source
+        self.rows = np.asarray(rows, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        return self.source[self.rows[i]]
+
+
+class RowBatches:
+    """Mini-batches of a :class:`RowData`, as skorch's ``iterator_train`` / ``iterator_valid``.
+
+    Each batch holds the rows of one slice of a permutation (drawn from
+    ``generator`` at every pass when ``shuffle``), read in increasing order
+    (sequential reads on a memory-mapped file), converted to float32 and moved
+    to ``device`` (from pinned memory, asynchronously, on a GPU).
+    """
+
+    def __init__(self, dataset: RowData, batch_size: int, shuffle: bool = False, generator=None, device="cpu", **_):
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.generator = generator
+        self.device = torch.device(device)
+        self._pages = PageReleaser(dataset.source) if isinstance(dataset.source, np.ndarray) else None
+
+    def __len__(self) -> int:
+        return -(-len(self.dataset) // self.batch_size)
+
+    def __iter__(self):
+        rows, n = self.dataset.rows, len(self.dataset)
+        order = torch.randperm(n, generator=self.generator).numpy() if self.shuffle else None
+        for start in range(0, n, self.batch_size):
+            if order is None:
+                index = rows[start : start + self.batch_size]
+            else:
+                index = np.sort(rows[order[start : start + self.batch_size]])
+            yield self._read(index), None
+
+    def _read(self, index: np.ndarray) -> Tensor:
+        source = self.dataset.source
+        if isinstance(source, Tensor):
+            return source[torch.from_numpy(index).to(source.device)]
+        batch = torch.from_numpy(np.ascontiguousarray(source[index], dtype=np.float32))
+        self._pages.note(batch.nbytes)
+        if self.device.type == "cuda":
+            return batch.pin_memory().to(self.device, non_blocking=True)
+        return batch.to(self.device)
+
+
+# --------------------------------------------------------------- inference
+def iter_blocks(X: np.ndarray, block: int, rows: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    """Consecutive blocks of ``X`` (or of its rows ``rows``) as host arrays, handing file pages back as it goes."""
+    pages = PageReleaser(X)
+    n = len(X) if rows is None else len(rows)
+    for start in range(0, n, block):
+        chunk = X[start : start + block] if rows is None else X[rows[start : start + block]]
+        yield chunk
+        pages.note(chunk.nbytes)
+    pages.release()
+
+
+def _to_float64(out) -> tuple[np.ndarray, ...]:
+    parts = out if isinstance(out, tuple) else (out,)
+    return tuple(part.detach().to("cpu", torch.float64).numpy() for part in parts)
+
+
+def map_rows(
+    fn: Callable[[Tensor], Tensor | tuple[Tensor, ...]],
+    X: np.ndarray,
+    *,
+    block: int,
+    device: torch.device | str,
+    rows: np.ndarray | None = None,
+) -> np.ndarray | tuple[np.ndarray, ...]:
+    """``fn`` over blocks of exactly ``block`` rows of ``X`` (the last one padded with copies of its first row).
+
+    ``fn`` receives a tensor on ``device`` in ``X``'s dtype and returns a
+    tensor (or a tuple) whose leading dimension is the rows; results are
+    float64 numpy arrays, written into arrays allocated once. It runs
+    without gradients. ``rows`` restricts the pass to those rows of ``X``.
+    """
+    device = torch.device(device)
+    n = len(X) if rows is None else len(rows)
+    results: tuple[np.ndarray, ...] | None = None
+    start = 0
+    with torch.no_grad():
+        for chunk in iter_blocks(X, block, rows):
+            m = len(chunk)
+            if m < block:
+                chunk = np.concatenate([chunk, np.broadcast_to(chunk[:1], (block - m, *chunk.shape[1:]))])
+            x = torch.from_numpy(np.ascontiguousarray(chunk))
+            x = x.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else x.to(device)
+            parts = _to_float64(fn(x))
+            if results is None:
+                results = tuple(np.empty((n, *part.shape[1:])) for part in parts)
+            for result, part in zip(results, parts, strict=True):
+                result[start : start + m] = part[:m]
+            start += m
+    if results is None:  # no rows
+        return np.empty((0,))
+    return results if len(results) > 1 else results[0]
+
+
+def network_dtype(module: torch.nn.Module) -> torch.dtype:
+    """The floating-point dtype of a module's parameters (float32 for a module without any)."""
+    for parameter in module.parameters():
+        if parameter.is_floating_point():
+            return parameter.dtype
+    return torch.float32

@@ -1,0 +1,108 @@
+"""The torch module of the variational autoencoder: encoder, (flow) posterior, decoder, prior, ELBO."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from .._engine import network_dtype
+from ..distributions import OutputDistribution, positive
+from ._aef import apply_rows
+from ._prior import LOG_2PI, LatentPrior, StandardNormalPrior
+
+
+class VariationalModule(nn.Module):
+    """Encoder ``q(z|x)``, decoder ``p(x|z)``, prior ``p(z)``; ``loss`` is the (beta-)ELBO.
+
+    Parameters
+    ----------
+    encoder : nn.Module
+        Maps ``x`` to ``2 K`` values: posterior means and raw scales.
+    decoder : nn.Module
+        Maps ``z`` to the raw parameters of ``head``.
+    head : OutputDistribution
+    n_components : int
+    posterior_flow : zuko flow or None
+        Conditioned on the encoder output; its data-to-base direction (one
+        parallel pass) maps a Gaussian draw ``z0`` to ``z``: an inverse
+        autoregressive flow.
+    prior : LatentPrior
+    beta, capacity : float
+        Objective ``E[-log p(x|z)] + beta * KL`` (the beta-ELBO) when
+        ``capacity`` is 0, else ``E[-log p(x|z)] + beta * |KL - capacity|``.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        head: OutputDistribution,
+        n_components: int,
+        posterior_flow: nn.Module | None,
+        prior: LatentPrior,
+        beta: float = 1.0,
+        capacity: float = 0.0,
+    ):
+        super().__init__()
+        self.encoder, self.decoder, self.head = encoder, decoder, head
+        self.n_components = n_components
+        self.posterior_flow, self.prior = posterior_flow, prior
+        self.beta, self.capacity = beta, capacity
+        self.loss_terms: dict[str, Tensor] = {}
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.encoder(x)
+
+    def _gaussian(self, encoded: Tensor) -> tuple[Tensor, Tensor]:
+        mean, raw_scale = encoded.split(self.n_components, dim=-1)
+        return mean, positive(raw_scale)
+
+    def posterior_sample(self, encoded: Tensor, noise: Tensor) -> tuple[Tensor, Tensor]:
+        """Codes ``z`` (network dtype) from base ``noise`` broadcast against the rows, and ``log q(z|x)`` (float64)."""
+        mean, scale = self._gaussian(encoded)
+        z0 = mean + scale * noise.to(mean.dtype)
+        log_q = (-0.5 * noise.double() ** 2 - scale.double().log() - 0.5 * LOG_2PI).sum(-1)
+        if self.posterior_flow is None:
+            return z0, log_q
+        context = encoded.expand(*z0.shape[:-1], encoded.shape[-1])
+        z, log_det = self.posterior_flow(context).transform.call_and_ladj(z0)
+        return z, log_q - log_det.double()
+
+    def posterior_point(self, encoded: Tensor) -> Tensor:
+        """The posterior mean of ``z0``, through the posterior flow when there is one."""
+        mean, _ = self._gaussian(encoded)
+        if self.posterior_flow is None:
+            return mean
+        return self.posterior_flow(encoded).transform(mean)
+
+    def decoder_params(self, z: Tensor) -> Tensor:
+        """Raw parameters of ``p(x|z)`` for codes with any leading dims."""
+        return apply_rows(self.decoder, z)
+
+    def loss(self, encoded: Tensor, x: Tensor) -> Tensor:
+        noise = torch.randn(*encoded.shape[:-1], self.n_components, dtype=encoded.dtype, device=encoded.device)
+        z, log_q = self.posterior_sample(encoded, noise)
+        reconstruction = -self.head.log_prob(self.decoder_params(z), x).mean()
+        if self.posterior_flow is None and isinstance(self.prior, StandardNormalPrior):
+            mean, scale = self._gaussian(encoded)
+            kl = 0.5 * (mean * mean + scale * scale - 1 - 2 * scale.log()).sum(-1).mean()
+        else:
+            kl = (log_q - self.prior.log_prob(z)).mean()
+        self.loss_terms = {"reconstruction": reconstruction.detach(), "kl": kl.detach()}
+        # At capacity 0 the objective is the beta-ELBO: |KL| would flip the sign of the gradient of a
+        # negative Monte-Carlo KL estimate (flow posterior or prior).
+        penalty = kl if self.capacity == 0 else (kl - self.capacity).abs()
+        return reconstruction + self.beta * penalty
+
+    def log_evidence(self, x: Tensor, noise: Tensor) -> Tensor:
+        """IWAE ``log (1/S) sum_s p(x|z_s) p(z_s) / q(z_s|x)`` per row, all S draws in one pass (float64).
+
+        ``noise`` (S, K) is the shared base noise of the draws.
+        """
+        encoded = self.encoder(x.to(network_dtype(self)))
+        z, log_q = self.posterior_sample(encoded, noise[:, None, :])  # (S, n, K)
+        log_px = self.head.log_prob(self.decoder_params(z).double(), x.double())
+        log_weights = log_px + self.prior.log_prob(z) - log_q
+        return torch.logsumexp(log_weights, dim=0) - math.log(len(noise))

@@ -1,0 +1,106 @@
+"""Contracts of the engine that every public autoencoder keeps (estimators discovered from ``skprobae.__all__``)."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from skprobae import ProbabilisticAutoencoder
+from skprobae._testing import AUTOENCODERS, small
+
+METHODS = ("transform", "score_samples", "reconstruct")
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    latent = rng.normal(size=(300, 2))
+    return (latent @ rng.normal(size=(2, 6)) + 0.1 * rng.normal(size=(300, 6))).astype(np.float32)
+
+
+@pytest.fixture(scope="module", params=AUTOENCODERS, ids=lambda cls: cls.__name__)
+def fitted(request, data):
+    return small(request.param).fit(data)
+
+
+def test_a_row_gets_the_same_outputs_whatever_else_is_in_the_call(fitted, data):
+    # Rows are evaluated in fixed-size blocks, so every call runs the same kernels on the same shapes.
+    # A row's position inside a block can still move a float32 result by an ulp for some small layer
+    # shapes (a BLAS kernel pairing rows: Linear(6, 8) on an AMD EPYC), hence the tolerance.
+    for method in METHODS:
+        full = getattr(fitted, method)(data)
+        scale = np.abs(full).max()
+        np.testing.assert_allclose(getattr(fitted, method)(data[7:9]), full[7:9], atol=1e-6 * scale, err_msg=method)
+        np.testing.assert_allclose(getattr(fitted, method)(data[::-1])[::-1], full, atol=1e-6 * scale, err_msg=method)
+
+
+def test_float32_inference_agrees_with_the_exact_mode(fitted, data):
+    exact = pickle.loads(pickle.dumps(fitted)).set_params(inference_dtype="float64")
+    for method in METHODS:
+        fast, reference = getattr(fitted, method)(data), getattr(exact, method)(data)
+        assert fast.dtype == reference.dtype == np.float64
+        scale = np.abs(reference).max()
+        np.testing.assert_allclose(fast, reference, atol=1e-4 * scale, err_msg=method)
+    assert next(exact.net_.module_.parameters()).dtype == torch.float64
+
+
+def test_pickle_round_trip_gives_identical_outputs(fitted, data):
+    loaded = pickle.loads(pickle.dumps(fitted))
+    for method in METHODS:
+        np.testing.assert_array_equal(getattr(loaded, method)(data[:20]), getattr(fitted, method)(data[:20]))
+    np.testing.assert_array_equal(loaded.sample(5, random_state=0), fitted.sample(5, random_state=0))
+
+
+def test_memory_mapped_training_data_fits_the_same_model(data, tmp_path):
+    path = tmp_path / "rows.f32"
+    data.tofile(path)
+    mapped = np.memmap(path, dtype=np.float32, mode="r", shape=data.shape)
+    for cls in AUTOENCODERS:
+        in_memory, from_file = small(cls).fit(data), small(cls).fit(mapped)
+        np.testing.assert_allclose(from_file.score_samples(data), in_memory.score_samples(data), rtol=1e-6)
+
+
+def test_integer_and_float64_inputs_are_accepted(data):
+    model = small(ProbabilisticAutoencoder).fit(np.round(data * 10).astype(np.int64))
+    assert model.score_samples(data.astype(np.float64)).dtype == np.float64
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible")
+def test_device_change_after_fit_is_applied_not_ignored(fitted, data):
+    moved = pickle.loads(pickle.dumps(fitted)).set_params(device="cuda")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        moved.score_samples(data)
+    moved.set_params(device="cpu")
+    np.testing.assert_array_equal(moved.score_samples(data), fitted.score_samples(data))
+
+
+class ThreadRecorder(torch.nn.Module):
+    """An encoder that records torch's intra-op thread setting (and the mode) at every call."""
+
+    calls: list = []
+
+    def __init__(self, n_in, n_out):
+        super().__init__()
+        self.linear = torch.nn.Linear(n_in, n_out)
+
+    def forward(self, x):
+        ThreadRecorder.calls.append((self.training, torch.get_num_threads()))
+        return self.linear(x)
+
+
+@pytest.mark.parametrize("n_threads", [None, 1, 2])
+def test_thread_setting_applies_inside_calls_and_is_restored(data, n_threads):
+    expected = 1 if n_threads is None else n_threads  # None: this small model gets one thread
+    outer = torch.get_num_threads()
+    torch.set_num_threads(2 if expected == 1 else 1)  # the caller's setting differs from the one expected inside
+    try:
+        ThreadRecorder.calls = []
+        model = small(ProbabilisticAutoencoder, encoder=ThreadRecorder, n_threads=n_threads).fit(data)
+        model.score_samples(data)
+        assert torch.get_num_threads() == (2 if expected == 1 else 1)
+    finally:
+        torch.set_num_threads(outer)
+    training = [threads for is_training, threads in ThreadRecorder.calls if is_training]
+    assert len(training) >= model.n_iter_ and set(training) == {expected}
+    assert ThreadRecorder.calls[-1] == (False, expected)  # the last block of score_samples

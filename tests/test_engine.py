@@ -1,0 +1,140 @@
+"""The engine: batches from host or device rows, fixed-size blocks, the cost probe, threads, memory maps."""
+
+import mmap
+
+import numpy as np
+import pytest
+import torch
+from sklearn import config_context
+
+from skprobae import _engine
+from skprobae._engine import (
+    PageReleaser,
+    RowBatches,
+    RowCost,
+    RowData,
+    block_rows,
+    choose_threads,
+    map_rows,
+    measure_row_cost,
+    torch_threads,
+    training_source,
+)
+
+
+@pytest.fixture
+def memmap_file(tmp_path):
+    X = np.random.default_rng(0).normal(size=(500, 7)).astype(np.float32)
+    path = tmp_path / "rows.f32"
+    X.tofile(path)
+    return X, np.memmap(path, dtype=np.float32, mode="r", shape=X.shape)
+
+
+@pytest.mark.parametrize("source_kind", ["tensor", "float64 host", "memmap"])
+def test_row_batches_cover_the_chosen_rows_once(source_kind, memmap_file):
+    X, mapped = memmap_file
+    source = {"tensor": torch.from_numpy(X), "float64 host": X.astype(np.float64), "memmap": mapped}[source_kind]
+    rows = np.arange(3, 500, 2)
+    generator = torch.Generator().manual_seed(0)
+    batches = [b for b, _ in RowBatches(RowData(source, rows), batch_size=64, shuffle=True, generator=generator)]
+    assert [len(b) for b in batches[:-1]] == [64] * (len(batches) - 1) and sum(map(len, batches)) == len(rows)
+    assert all(b.dtype == torch.float32 for b in batches)
+    seen = np.sort(torch.cat(batches).numpy(), axis=0)
+    np.testing.assert_array_equal(seen, np.sort(X[rows], axis=0))
+    in_order = torch.cat([b for b, _ in RowBatches(RowData(source, rows), batch_size=50)])
+    np.testing.assert_array_equal(in_order.numpy(), X[rows])
+
+
+def test_shuffled_batches_repeat_with_the_generator_and_differ_between_epochs():
+    data = RowData(torch.arange(20.0)[:, None], np.arange(20))
+
+    def epoch(batches):
+        return torch.cat([b for b, _ in batches]).squeeze(1).tolist()
+
+    first = RowBatches(data, batch_size=5, shuffle=True, generator=torch.Generator().manual_seed(3))
+    again = RowBatches(data, batch_size=5, shuffle=True, generator=torch.Generator().manual_seed(3))
+    assert epoch(first) == epoch(again)
+    assert epoch(first) != epoch(again.__class__(data, 5, True, torch.Generator().manual_seed(3)))
+
+
+def test_training_source_uses_float32_arrays_without_copying(memmap_file):
+    X, mapped = memmap_file
+    tensor = training_source(X, "cpu")
+    assert isinstance(tensor, torch.Tensor) and tensor.data_ptr() == X.ctypes.data
+    assert training_source(mapped, "cpu") is mapped  # a file stays a file: read batch by batch
+    float64 = X.astype(np.float64)
+    assert training_source(float64, "cpu") is float64  # converted one batch at a time, never copied whole
+
+
+def test_page_releaser_drops_resident_pages_of_a_file(memmap_file, monkeypatch):
+    _, mapped = memmap_file
+    calls = []
+    monkeypatch.setattr(_engine, "RELEASE_EVERY_BYTES", 1000)
+    releaser = PageReleaser(mapped)
+    monkeypatch.setattr(releaser, "release", lambda: calls.append(True))
+    releaser.note(600)
+    assert not calls
+    releaser.note(600)
+    assert calls
+    # copy-on-write maps and ordinary arrays are never advised (their pages may hold private data)
+    assert PageReleaser(np.zeros(3))._mapping is None
+    assert PageReleaser(np.memmap(mapped.filename, dtype=np.float32, mode="c", shape=mapped.shape))._mapping is None
+    assert isinstance(PageReleaser(mapped[10:20])._mapping, mmap.mmap)
+
+
+def test_map_rows_pads_to_fixed_blocks_and_returns_float64():
+    X = np.arange(10.0).reshape(5, 2)
+    shapes = []
+
+    def fn(x):
+        shapes.append(tuple(x.shape))
+        return x.sum(-1), x * 2
+
+    total, doubled = map_rows(fn, X, block=4, device="cpu")
+    assert shapes == [(4, 2), (4, 2)]  # the last block padded to 4 rows
+    np.testing.assert_array_equal(total, X.sum(1))
+    np.testing.assert_array_equal(doubled, 2 * X)
+    assert total.dtype == np.float64
+    subset = map_rows(lambda x: x[:, 0], X, block=3, device="cpu", rows=np.array([4, 1]))
+    np.testing.assert_array_equal(subset, [8.0, 2.0])
+
+
+def test_fixed_blocks_make_a_row_independent_of_the_others_in_float32():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.ReLU(), torch.nn.Linear(64, 3))
+    X = np.random.default_rng(0).normal(size=(40, 16))
+
+    def fn(x):
+        return net(x.float())
+
+    full = map_rows(fn, X, block=32, device="cpu")
+    np.testing.assert_array_equal(map_rows(fn, X[7:8], block=32, device="cpu")[0], full[7])
+    np.testing.assert_array_equal(map_rows(fn, X[::-1], block=32, device="cpu")[::-1], full)
+
+
+def test_row_cost_grows_with_the_work_per_row():
+    small, large = torch.nn.Linear(8, 16), torch.nn.Linear(8, 1024)
+    example = torch.zeros(4, 8)
+    cheap, costly = measure_row_cost(small, example), measure_row_cost(large, example)
+    assert cheap.flops == pytest.approx(2 * 8 * 16) and costly.flops == pytest.approx(2 * 8 * 1024)
+    assert costly.bytes > cheap.bytes >= 8 * 4
+
+
+def test_block_rows_follow_working_memory():
+    cost = RowCost(bytes=2**20, flops=1.0)  # 1 MiB per row
+    with config_context(working_memory=16):
+        assert block_rows(cost, "cpu") == 16
+    with config_context(working_memory=1024):
+        assert block_rows(cost, "cpu") == _engine.CPU_BLOCK_MIB  # CPU blocks stay cache-sized
+    assert block_rows(RowCost(bytes=1.0, flops=1.0), "cpu") == _engine.MAX_BLOCK_ROWS["cpu"]
+
+
+def test_threads_follow_the_work_and_are_restored():
+    before = torch.get_num_threads()
+    with torch_threads(choose_threads(None, 1e3)):
+        assert torch.get_num_threads() == 1  # tiny work: one thread
+        assert _engine.thread_budget() == min(before, _engine.cpu_count())  # the caller's budget, not ours
+    assert torch.get_num_threads() == before
+    assert choose_threads(None, 1e15) == min(before, _engine.cpu_count())
+    assert choose_threads(3, 1.0) == 3
+    assert choose_threads(-1, 1.0) == _engine.cpu_count()
