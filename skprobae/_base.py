@@ -71,6 +71,9 @@ OFFSET_ROWS = (1_000, 20_000)
 """Training rows scored for ``offset_``: all of them up to the first number; above it, a seeded subsample
 as large as :data:`OFFSET_FLOPS` of scoring allows, between the two numbers."""
 
+_ROW_COSTS: dict[tuple, RowCost] = {}  # measured costs by model structure and computation (oldest dropped first)
+_ROW_COSTS_SIZE = 512
+
 OFFSET_FLOPS = 2e11
 """Scoring work (FLOPs) the ``offset_`` subsample may cost, about two seconds on one CPU core."""
 
@@ -396,7 +399,6 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
         self._check_fit_settings(X)
         rng = check_random_state(self.random_state)
         split = self._split(len(X), rng)
-        self._row_costs = {}
         self.net_ = self._train_stage(
             partial(self._build_module, X),
             X,
@@ -551,30 +553,28 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
         example: np.ndarray,
         steps: tuple[Callable[[int], Callable[[Tensor], object]], int] | None = None,
     ) -> RowCost:
-        """What a row of ``fn`` costs (:func:`~skprobae._engine.measure_row_cost`), cached per model and setting.
+        """What a row of ``fn`` costs (:func:`~skprobae._engine.measure_row_cost`), measured once per model shape.
 
-        ``steps`` describes an iterative computation as ``(make, n)``, where
-        ``make(k)`` is ``fn`` with ``k`` steps: it is measured with one and
-        two steps and extrapolated to ``n`` (the memory of a step is reused).
+        The cost depends on the networks' shapes and the settings, not on the
+        weights, so it is cached for every model of the same structure
+        (refits, cross-validation folds, the rounds of ``PAEImputer``).
+        ``steps = (make, n)`` describes an iterative computation, ``make(k)``
+        being ``fn`` with ``k`` steps.
         """
-        if not hasattr(self, "_row_costs"):
-            self._row_costs = {}
-        key = (kind, example.dtype.str, str(self._device), self.inference_dtype, self._cost_key())
-        if key not in self._row_costs:
+        structure = tuple(
+            (type(net.module_).__name__, *((name, tuple(p.shape)) for name, p in net.module_.named_parameters()))
+            for net in self._fitted_nets()
+        )
+        key = (type(self).__name__, kind, example.shape[-1], example.dtype.str, str(self._device))
+        key += (self.inference_dtype, self._cost_key(), structure)
+        if key not in _ROW_COSTS:
             rows = torch.from_numpy(np.ascontiguousarray(example[:1].repeat(4, axis=0))).to(self._device)
             with _fork_rng(self._device):  # a probe must not move the caller's (seeded) random stream
-                if steps is None or steps[1] <= 2:
-                    cost = measure_row_cost(fn, rows)
-                else:
-                    make, n_steps = steps
-                    one, two = measure_row_cost(make(1), rows), measure_row_cost(make(2), rows)
-                    cost = RowCost(
-                        bytes=max(one.bytes, two.bytes),
-                        flops=one.flops + max(two.flops - one.flops, 0.0) * (n_steps - 1),
-                        ops=one.ops + max(two.ops - one.ops, 0.0) * (n_steps - 1),
-                    )
-            self._row_costs[key] = cost
-        return self._row_costs[key]
+                cost = measure_row_cost(fn, rows, steps)
+            if len(_ROW_COSTS) >= _ROW_COSTS_SIZE:
+                _ROW_COSTS.pop(next(iter(_ROW_COSTS)))
+            _ROW_COSTS[key] = cost
+        return _ROW_COSTS[key]
 
     def _run(
         self,
@@ -757,11 +757,6 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
         labels : ndarray of shape (n_samples,)
         """
         return np.where(self.decision_function(X) < 0, -1, 1)
-
-    def __getstate__(self):
-        state = super().__getstate__()
-        state.pop("_row_costs", None)  # measured per machine and device
-        return state
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -45,7 +45,7 @@ from sklearn import get_config
 from sklearn.utils._chunking import get_chunk_n_rows
 from torch import Tensor
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import flop_registry
 
 INFERENCE_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 """Names accepted by ``inference_dtype``."""
@@ -62,14 +62,20 @@ MAX_BLOCK_ROWS = {"cpu": 4096, "cuda": 65536}
 MIN_BLOCK_ROWS = 64
 """Rows per block at least (when memory allows): small blocks of costly rows still fill the kernels."""
 
-OP_SECONDS = {"cpu": 1e-5, "cuda": 1e-5}
-"""Fixed cost of one dispatched operation (Python, dispatcher, kernel launch), in seconds."""
+OP_SECONDS = {"cpu": 3e-6, "cuda": 1e-5}
+"""Fixed cost of one dispatched operation (Python, dispatcher, kernel launch), in seconds (CPU: measured here)."""
 
-FLOP_RATE = {"cpu": 3e10, "cuda": 1e13}
-"""Floating-point operations per second a block's arithmetic runs at, roughly."""
+FLOP_RATE = {"cpu": 5e10, "cuda": 1e13}
+"""Floating-point operations per second of matrix products and convolutions, roughly (CPU: measured here)."""
 
-OVERHEAD_FACTOR = 8
-"""A block's arithmetic should take this many times the fixed cost of its operations."""
+BYTE_RATE = {"cpu": 6e9, "cuda": 1e12}
+"""Bytes per second the other (memory-bound) operations write, roughly (CPU: measured here)."""
+
+BLOCK_SECONDS = {"cpu": 0.02, "cuda": 0.002}
+"""Arithmetic a block takes at least, so that per-block costs (transfers, Python) stay small."""
+
+OVERHEAD_FACTOR = 2
+"""A block's arithmetic takes at least this many times the fixed cost of its operations."""
 
 DEVICE_CACHE_FRACTION = 0.25
 """Training data is copied to a GPU only when it takes at most this share of its free memory."""
@@ -89,69 +95,95 @@ class RowCost:
     bytes: float
     flops: float
     ops: float = 0.0
+    moved: float = 0.0  # bytes the operations write per row (all of them, not the peak)
 
 
-class _PeakBytes(TorchDispatchMode):
-    """Count dispatched operations and track the live and peak bytes of the tensors they allocate."""
+class _CostCounter(TorchDispatchMode):
+    """Count dispatched operations and their FLOPs (torch's formulas); track the live and peak bytes they allocate."""
 
     def __init__(self):
         super().__init__()
-        self.live = 0
-        self.peak = 0
-        self.ops = 0
+        self.live = self.peak = self.ops = self.flops = self.moved = 0
 
     def _free(self, n_bytes: int) -> None:
         self.live -= n_bytes
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
         self.ops += 1
-        out = func(*args, **(kwargs or {}))
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            self.flops += formula(*args, **kwargs, out_val=out)
         for tensor in out if isinstance(out, (tuple, list)) else (out,):
             if isinstance(tensor, Tensor) and not tensor._is_view():
                 n_bytes = tensor.untyped_storage().nbytes()
+                self.moved += n_bytes
                 self.live += n_bytes
                 self.peak = max(self.peak, self.live)
                 weakref.finalize(tensor, self._free, n_bytes)
         return out
 
 
-def _probe(fn: Callable[[Tensor], object], x: Tensor) -> tuple[int, int, int]:
-    peak, flops = _PeakBytes(), FlopCounterMode(display=False)
-    with torch.no_grad(), peak, flops:
+def _count(fn: Callable[[Tensor], object], x: Tensor) -> _CostCounter:
+    counter = _CostCounter()
+    with torch.no_grad(), counter:
         fn(x)
-    return peak.peak, flops.get_total_flops(), peak.ops
+    return counter
 
 
-def measure_row_cost(fn: Callable[[Tensor], object], example: Tensor) -> RowCost:
-    """Bytes and FLOPs per row of ``fn`` (the difference between runs on 4 and 2 rows, halved) and its op count.
+def measure_row_cost(
+    fn: Callable[[Tensor], object], example: Tensor, steps: tuple[Callable[[int], Callable], int] | None = None
+) -> RowCost:
+    """Bytes and FLOPs per row of ``fn`` and its count of dispatched operations, from two runs on 2 and 4 rows.
 
-    The difference removes what does not grow with the rows (weights,
-    constants). ``fn`` runs without gradients (it may enable them inside, as
-    a MAP search does). The input's own bytes are added.
+    The difference between the runs removes what does not grow with the rows
+    (weights, constants); the input's own bytes are added. ``fn`` runs
+    without gradients (it may enable them inside, as a MAP search does).
+    ``steps = (make, n)`` describes an iterative computation, ``make(k)``
+    being ``fn`` with ``k`` steps: the runs are ``make(1)`` on 2 rows and
+    ``make(2)`` on 4, and the costs of a step (FLOPs per row, operations) are
+    extrapolated to ``n`` steps; memory does not grow with the steps.
     """
-    small, large = _probe(fn, example[:2]), _probe(fn, example[:4])
-    row_bytes = max((large[0] - small[0]) / 2, 0.0) + example[0].nelement() * example.element_size()
-    return RowCost(bytes=max(row_bytes, 1.0), flops=max((large[1] - small[1]) / 2, 0.0), ops=float(small[2]))
+    if steps is None or steps[1] <= 1:
+        small, large = _count(fn, example[:2]), _count(fn, example[:4])
+        flops, moved, ops = (large.flops - small.flops) / 2, (large.moved - small.moved) / 2, small.ops
+    else:
+        make, n_steps = steps
+        small, large = _count(make(1), example[:2]), _count(make(2), example[:4])
+
+        def extrapolate(one: float, two: float) -> float:  # per row, one = 2 (base + step), two = 4 (base + 2 step)
+            return one / 2 + (two / 4 - one / 2) * (n_steps - 1)
+
+        flops, moved = extrapolate(small.flops, large.flops), extrapolate(small.moved, large.moved)
+        ops = small.ops + (large.ops - small.ops) * (n_steps - 1)
+    row_bytes = max((large.peak - small.peak) / 2, 0.0) + example[0].nelement() * example.element_size()
+    return RowCost(bytes=max(row_bytes, 1.0), flops=max(flops, 0.0), ops=float(ops), moved=max(moved, 0.0))
 
 
 def block_rows(cost: RowCost, device: torch.device | str) -> int:
-    """Rows per block: the fewest whose arithmetic outweighs the fixed cost of the operations, within memory.
+    """Rows per block: few enough that padding a short call costs little, enough to amortize fixed costs.
 
     Every call is evaluated in blocks of exactly this many rows (a shorter
-    call is padded), so blocks are kept as small as efficiency allows: the
-    arithmetic of a block takes about :data:`OVERHEAD_FACTOR` times the fixed
-    cost of its operations (:data:`OP_SECONDS` each, at :data:`FLOP_RATE`),
-    and at least :data:`MIN_BLOCK_ROWS` rows. The memory bound is
-    scikit-learn's ``working_memory`` (at most :data:`CPU_BLOCK_MIB` on a CPU)
-    over the bytes a row needs, and :data:`MAX_BLOCK_ROWS`.
+    call is padded). The arithmetic of a block (FLOPs at :data:`FLOP_RATE`,
+    bytes written at :data:`BYTE_RATE`) takes the larger of
+    :data:`BLOCK_SECONDS` and :data:`OVERHEAD_FACTOR` times the fixed cost of
+    its operations (:data:`OP_SECONDS` each; an iterative search has many);
+    so a one-row call costs at most about three times
+    its unavoidable fixed cost, and a long call runs at two thirds of the
+    arithmetic speed or better. Bounds: at least :data:`MIN_BLOCK_ROWS`; at
+    most :data:`MAX_BLOCK_ROWS` and scikit-learn's ``working_memory`` (at
+    most :data:`CPU_BLOCK_MIB` on a CPU) over the bytes a row needs.
     """
     kind = "cpu" if torch.device(device).type == "cpu" else "cuda"
     working_memory = get_config()["working_memory"]
     if kind == "cpu":
         working_memory = min(working_memory, CPU_BLOCK_MIB)
     by_memory = get_chunk_n_rows(cost.bytes, max_n_rows=MAX_BLOCK_ROWS[kind], working_memory=working_memory)
-    by_work = OVERHEAD_FACTOR * cost.ops * OP_SECONDS[kind] * FLOP_RATE[kind] / max(cost.flops, 1.0)
-    return int(min(by_memory, max(MIN_BLOCK_ROWS, math.ceil(by_work))))
+    seconds = max(BLOCK_SECONDS[kind], OVERHEAD_FACTOR * cost.ops * OP_SECONDS[kind])
+    row_seconds = cost.flops / FLOP_RATE[kind] + cost.moved / BYTE_RATE[kind]
+    by_work = math.ceil(seconds / max(row_seconds, 1e-12))
+    return int(min(by_memory, max(MIN_BLOCK_ROWS, by_work)))
 
 
 # ---------------------------------------------------------------- threads

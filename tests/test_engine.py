@@ -120,13 +120,17 @@ def test_row_cost_grows_with_the_work_per_row():
     assert costly.bytes > cheap.bytes >= 8 * 4
 
 
-def test_block_rows_follow_working_memory():
-    cost = RowCost(bytes=2**20, flops=1.0)  # 1 MiB per row
+def test_block_rows_balance_padding_against_fixed_costs():
+    def rows(**cost):
+        return block_rows(RowCost(**{"bytes": 1e3, "flops": 1e6, "ops": 10, **cost}), "cpu")
+
+    assert rows(flops=1.0) == _engine.MAX_BLOCK_ROWS["cpu"]  # trivial rows: as many as allowed
+    assert rows(flops=1e12) == _engine.MIN_BLOCK_ROWS  # very costly rows: the smallest block
+    assert rows(ops=1e5) > 4 * rows(ops=10)  # an iterative search has fixed costs to amortize
     with config_context(working_memory=16):
-        assert block_rows(cost, "cpu") == 16
-    with config_context(working_memory=1024):
-        assert block_rows(cost, "cpu") == _engine.CPU_BLOCK_MIB  # CPU blocks stay cache-sized
-    assert block_rows(RowCost(bytes=1.0, flops=1.0), "cpu") == _engine.MAX_BLOCK_ROWS["cpu"]
+        assert block_rows(RowCost(bytes=2**20, flops=1.0), "cpu") == 16  # 1 MiB rows in 16 MiB
+    with config_context(working_memory=1024):  # CPU blocks stay cache-sized
+        assert block_rows(RowCost(bytes=2**20, flops=1.0), "cpu") == _engine.CPU_BLOCK_MIB
 
 
 def test_threads_follow_the_work_and_are_restored():
