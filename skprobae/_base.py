@@ -71,6 +71,9 @@ OFFSET_ROWS = (1_000, 20_000)
 """Training rows scored for ``offset_``: all of them up to the first number; above it, a seeded subsample
 as large as :data:`OFFSET_FLOPS` of scoring allows, between the two numbers."""
 
+SUM_CHUNK_ROWS = 65_536
+"""Rows per pass when summing a statistic over the training rows (bounds the float64 outputs held at once)."""
+
 _ROW_COSTS: dict[tuple, RowCost] = {}  # measured costs by model structure and computation (oldest dropped first)
 _ROW_COSTS_SIZE = 512
 
@@ -455,16 +458,18 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
         stage: str,
         max_epochs: int,
         learning_rate: float,
+        batch_size: int | None = None,
     ) -> LikelihoodNet:
         """Build a module under ``seed`` and train it on ``module.loss(module(X), X)``: one training stage.
 
-        Batch size, weight decay, early stopping, clipping, precision, threads
-        and verbosity come from the estimator's parameters. The rows are read
+        Batch size (unless given), weight decay, early stopping, clipping,
+        precision, threads and verbosity come from the estimator's parameters. The rows are read
         from where ``X`` lives (:func:`~skprobae._engine.training_source`).
         Afterwards the module is in eval mode, on the inference device and in
         the inference dtype.
         """
         device = resolve_device(self.device)
+        batch_size = batch_size or self.batch_size
         with torch_seeded(seed, device):
             module = build_module()
             source = training_source(X, device) if isinstance(X, np.ndarray) else X.to(device)
@@ -478,7 +483,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
                 **({"optimizer__fused": True} if torch.device(device).type in ("cpu", "cuda") else {}),
                 lr=learning_rate,
                 max_epochs=max_epochs,
-                batch_size=self.batch_size,
+                batch_size=batch_size,
                 iterator_train=RowBatches,
                 iterator_train__shuffle=True,
                 iterator_train__generator=torch.Generator().manual_seed(seed),
@@ -494,9 +499,9 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
                 stage=stage,
                 mixed_precision=MIXED_PRECISIONS.get(self.mixed_precision),
             )
-            threads = choose_threads(self.n_threads, 3 * cost.flops * min(self.batch_size, len(split.train) or 1))
+            threads = choose_threads(self.n_threads, 3 * cost.flops * min(batch_size, len(split.train) or 1))
             remedy = (
-                f"Lower batch_size (now {self.batch_size}); the training data stays in host memory when it is a "
+                f"Lower the batch size (now {batch_size}); the training data stays in host memory when it is a "
                 "memory-mapped array (np.memmap or np.load(..., mmap_mode='r'))."
             )
             with torch_threads(threads), _explain_out_of_memory(type(self).__name__, f"training the {stage}", remedy):
@@ -598,6 +603,30 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
         remedy = f"Lower sklearn's working_memory (now {get_config()['working_memory']} MiB) to use smaller blocks."
         with torch_threads(threads), _explain_out_of_memory(type(self).__name__, f"in {kind}", remedy):
             return map_rows(fn, X, block=block, device=self._device, rows=rows)
+
+    def _sum_over_rows(
+        self, kind: str, fn: Callable[[Tensor], Tensor], X: np.ndarray, rows: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The sum over the rows of ``X`` (or its rows ``rows``) of ``fn``'s per-row output, float64.
+
+        Runs :data:`SUM_CHUNK_ROWS` rows at a time, so statistics of a large
+        (memory-mapped) training set never hold one output per row.
+        """
+        rows = np.arange(len(X)) if rows is None else rows
+        total = 0.0
+        for start in range(0, len(rows), SUM_CHUNK_ROWS):
+            total = total + self._run(kind, fn, X, rows=rows[start : start + SUM_CHUNK_ROWS]).sum(axis=0)
+        return np.asarray(total, dtype=np.float64)
+
+    def _importance_noise(self, n_samples: int) -> Tensor:
+        """Standard-normal base draws of an importance sampler, fixed at fit (``_importance_seed``), on the device.
+
+        Every row shares them: scores are deterministic and a row's score does
+        not depend on the other rows.
+        """
+        generator = torch.Generator().manual_seed(self._importance_seed)
+        noise = torch.randn(n_samples, self.n_components, generator=generator, dtype=torch.float64)
+        return noise.to(self._device)
 
     def _network_input(self, x: Tensor) -> Tensor:
         return x.to(self._network_dtype)

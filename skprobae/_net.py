@@ -30,7 +30,6 @@ import warnings
 import torch
 from skorch import NeuralNet
 from skorch.callbacks import Callback, EpochTimer
-from skorch.utils import TeeGenerator
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -182,6 +181,22 @@ class LikelihoodNet(NeuralNet):
     def get_loss(self, y_pred, y_true, X=None, training=False):
         return self.module_.loss(y_pred, X)
 
+    def _set_training(self, training=True):
+        # Switching modes walks every submodule (a zuko flow has hundreds): do it only on a change.
+        if self.module_.training != training:
+            super()._set_training(training)
+
+    def initialize_module(self, *args, **kwargs):
+        super().initialize_module(*args, **kwargs)
+        self._learnable = None
+        return self
+
+    def _learnable_params(self) -> list:
+        """``get_all_learnable_params()``, listed once per fit (it walks the modules)."""
+        if getattr(self, "_learnable", None) is None:
+            self._learnable = list(self.get_all_learnable_params())
+        return self._learnable
+
     def train_step(self, batch, **fit_params):
         """One optimizer step: forward and loss (under autocast), backward (scaled for fp16), callbacks, step."""
         self._zero_grad_optimizer(set_to_none=True)
@@ -195,12 +210,7 @@ class LikelihoodNet(NeuralNet):
             self.scaler_.unscale_(self.optimizer_)
         else:
             loss.backward()
-        self.notify(
-            "on_grad_computed",
-            named_parameters=TeeGenerator(self.get_all_learnable_params()),
-            batch=batch,
-            training=True,
-        )
+        self.notify("on_grad_computed", named_parameters=self._learnable_params(), batch=batch, training=True)
         if self.scaler_ is not None:
             self.scaler_.step(self.optimizer_)
             self.scaler_.update()
@@ -220,8 +230,8 @@ class LikelihoodNet(NeuralNet):
         return clone_state(self.module_.state_dict()), clone_state(self.optimizer_.state_dict())
 
     def _weights_finite(self) -> bool:
-        flags = [torch.isfinite(p).all() for p in self.module_.parameters()]
-        return bool(torch.stack(flags).all()) if flags else True
+        params = [p for _, p in self._learnable_params()]
+        return bool(torch.isfinite(torch.nn.utils.get_total_norm(params))) if params else True
 
     def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
         if iterator is None:

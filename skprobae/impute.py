@@ -7,7 +7,7 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, _fit_context
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .flows import FLOW_NAMES
@@ -65,7 +65,7 @@ class PAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     calibration_fraction : float in [0, 0.5], default=0.1
         Share of the observed entries held out of training to learn
         ``shrinkage_`` and ``std_scale_``.
-    device, random_state, verbose
+    n_threads, device, random_state, verbose
         As for :class:`~skprobae.PAE`; ``random_state`` also fixes the
         posterior draws, so ``transform`` is deterministic.
 
@@ -113,6 +113,7 @@ class PAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         "n_posterior_samples": [Interval(Integral, 1, None, closed="left")],
         "posterior_steps": [Interval(Integral, 0, None, closed="left")],
         "calibration_fraction": [Interval(Real, 0, 0.5, closed="both")],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), Options(Integral, {-1}), None],
         "device": [str],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -136,6 +137,7 @@ class PAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         n_posterior_samples=100,
         posterior_steps=200,
         calibration_fraction=0.1,
+        n_threads=None,
         device="auto",
         random_state=None,
         verbose=0,
@@ -156,6 +158,7 @@ class PAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.n_posterior_samples = n_posterior_samples
         self.posterior_steps = posterior_steps
         self.calibration_fraction = calibration_fraction
+        self.n_threads = n_threads
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -173,6 +176,7 @@ class PAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             learning_rate=self.learning_rate,
             validation_fraction=self.validation_fraction,
             n_iter_no_change=self.n_iter_no_change,
+            n_threads=self.n_threads,
             device=self.device,
             random_state=seed,
             verbose=self.verbose,

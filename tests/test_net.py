@@ -122,3 +122,26 @@ def test_unknown_precision_names_the_valid_ones():
         ProbabilisticAutoencoder(**{**FAST, "mixed_precision": "fp8"}).fit(np.zeros((10, 2)))
     with pytest.raises(ValueError, match=r"float32.*float64|float64.*float32"):
         ProbabilisticAutoencoder(**{**FAST, "inference_dtype": "half"}).fit(np.zeros((10, 2)))
+
+
+class OutOfMemoryAfter(torch.nn.Module):
+    """A decoder that raises the error a GPU raises when it runs out of memory, from its third training call on."""
+
+    def __init__(self, n_in, n_out):
+        super().__init__()
+        self.linear = torch.nn.Linear(n_in, n_out)
+        self.calls = 0
+
+    def forward(self, z):
+        if self.training:
+            self.calls += 1
+            if self.calls > 2:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return self.linear(z)
+
+
+def test_running_out_of_device_memory_names_the_batch_size_and_a_remedy():
+    X = np.random.default_rng(0).normal(size=(300, 5))
+    model = ProbabilisticAutoencoder(decoder=OutOfMemoryAfter, batch_size=64, **FAST)
+    with pytest.raises(torch.OutOfMemoryError, match=r"training the autoencoder.*batch size \(now 64\).*memmap"):
+        model.fit(X)

@@ -333,12 +333,6 @@ class AEF(BaseAutoencoder):
         check_is_fitted(self)
         return to_numpy(self._module.residual_scale.detach())
 
-    def _importance_noise(self, n_samples: int) -> Tensor:
-        """Base draws of the importance sampler, fixed at fit and shared by every row."""
-        generator = torch.Generator().manual_seed(self._importance_seed)
-        noise = torch.randn(n_samples, self.n_components, generator=generator, dtype=torch.float64)
-        return noise.to(self._device)
-
     def _choose_proposal_scale(self, X: np.ndarray) -> float:
         """The grid scale (relative to the RMS of ``h(y)``) with the highest mean estimate on ``X``."""
         self._sync_modules()

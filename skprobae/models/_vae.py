@@ -235,14 +235,8 @@ class VAE(BaseAutoencoder):
     def _prior(self) -> LatentPrior:
         return self._module.prior
 
-    def _importance_noise(self) -> Tensor:
-        """The S base draws of the IWAE estimate, fixed at fit and shared by every row."""
-        generator = torch.Generator().manual_seed(self._importance_seed)
-        noise = torch.randn(self.n_importance_samples, self.n_components, generator=generator, dtype=torch.float64)
-        return noise.to(self._device)
-
     def _log_density(self, x: Tensor) -> Tensor:
-        return self._module.log_evidence(x, self._importance_noise())
+        return self._module.log_evidence(x, self._importance_noise(self.n_importance_samples))
 
     # ------------------------------------------------------------------ public
     def sample_reconstructions(self, X, n_samples: int = 1, random_state=None) -> np.ndarray:

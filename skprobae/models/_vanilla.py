@@ -239,11 +239,17 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         return Autoencoder(*self._build_networks(X.shape[1], head), head)
 
     def _fit_rest(self, X: np.ndarray, split: Split, rng: np.random.RandomState) -> None:
-        codes = self._run("transform", self._encode, X)
-        self.latent_mean_ = codes.mean(axis=0)
-        self.latent_covariance_ = (
-            np.atleast_2d(np.cov(codes, rowvar=False)) if len(codes) > 1 else np.zeros((self.n_components,) * 2)
-        )
+        """``latent_mean_`` and ``latent_covariance_`` of the codes of every training row (two streamed passes)."""
+        K, n = self.n_components, len(X)
+        self.latent_mean_ = self._sum_over_rows("transform", lambda x: self._encode(x).double(), X) / n
+        mean = self._tensor(self.latent_mean_)
+
+        def scatter(x: Tensor) -> Tensor:
+            centred = self._encode(x).double() - mean
+            return (centred[:, :, None] * centred[:, None, :]).flatten(1)
+
+        total = self._sum_over_rows("code_scatter", scatter, X).reshape(K, K)
+        self.latent_covariance_ = total / (n - 1) if n > 1 else np.zeros((K, K))
 
     # ------------------------------------------------------------------- hooks
     @property

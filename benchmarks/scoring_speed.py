@@ -1,0 +1,172 @@
+"""Speed of the importance-sampled likelihoods (VAE IWAE, AEF ``linear``) against an older checkout, in one run.
+
+What it measures
+----------------
+Rows per second of ``score_samples`` at the library's default sample counts
+(``VAE``: S = 256 importance samples; ``AEF(partition="linear")``: S = 128)
+for each model and data set below, in this environment and, with
+``--baseline-python``, in a second virtual environment holding the commit
+before the float32 engine. Each (version, model, data) runs in a fresh child
+process with ``--threads`` torch threads: fit with ``random_state=0`` and
+``max_epochs=3`` (timing does not depend on the fit), one warm-up call on 64
+rows, then the median of ``--repeats`` timed calls on ``--rows`` rows.
+
+Models and data: the library defaults of each estimator on two tabular sets
+of the ODDS collection (``satellite``, 36 features; ``cardio``, 21) and on
+scikit-learn's digits (64 pixels / 16).
+
+Also reported: the FLOPs per row of the scored computation (matrix products
+and convolutions, counted by torch's ``FlopCounterMode`` on the new engine)
+and the float32 matrix-product rate of this machine measured in the same run,
+which bound the rows per second from above.
+
+How to run
+----------
+::
+
+    python benchmarks/scoring_speed.py --threads 1 --baseline-python /work/basevenv/bin/python
+    python benchmarks/scoring_speed.py --quick
+
+Writes ``benchmarks/results/scoring_speed.md`` (``--output``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from _common import OUTPUT_HELP, markdown_table, report_path, run_details
+
+from skprobae.datasets import DATA_ENV
+
+CHILD = r"""
+import json, statistics, sys, time, warnings
+import numpy as np, torch
+model_name, data_name, rows, repeats, threads, data_dir = sys.argv[1:7]
+rows, repeats, threads = int(rows), int(repeats), int(threads)
+torch.set_num_threads(threads)
+warnings.simplefilter("ignore")
+from sklearn.datasets import load_digits
+from sklearn.preprocessing import StandardScaler
+import skprobae
+if data_name == "digits":
+    X = load_digits().data / 16
+else:
+    from skprobae.datasets import load_odds
+    X = StandardScaler().fit_transform(load_odds(data_name, data_dir)[0])
+X = np.ascontiguousarray(np.resize(X, (max(rows, len(X)), X.shape[1])))
+model = getattr(skprobae, model_name)(max_epochs=3, random_state=0).fit(X[:2000])
+model.score_samples(X[:64])
+times = []
+for _ in range(repeats):
+    start = time.perf_counter()
+    scores = model.score_samples(X[:rows])
+    times.append(time.perf_counter() - start)
+flops = float("nan")
+if hasattr(model, "_log_density"):
+    from torch.utils.flop_counter import FlopCounterMode
+    x = torch.as_tensor(X[:8])
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model._log_density(x)
+    flops = counter.get_total_flops() / 8
+print(json.dumps({"rate": rows / statistics.median(times), "times": times, "flops": flops,
+                  "finite": bool(np.isfinite(scores).all())}))
+"""
+
+CASES = [
+    ("VAE", "satellite"),
+    ("VAE", "cardio"),
+    ("VAE", "digits"),
+    ("AEF", "satellite"),
+    ("AEF", "cardio"),
+    ("AEF", "digits"),
+]
+
+
+def matmul_rate(threads: int) -> float:
+    """Float32 FLOP/s of a 2048 x 512 by 512 x 512 product on this machine (the shape of a batched MLP layer)."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(2048, 512), torch.randn(512, 512)
+    for _ in range(5):
+        a @ b
+    start, n = time.perf_counter(), 50
+    for _ in range(n):
+        a @ b
+    return 2 * 2048 * 512 * 512 * n / (time.perf_counter() - start)
+
+
+def run(python: str, model: str, data: str, args: argparse.Namespace) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    command = [python, "-c", CHILD, model, data, str(args.rows), str(args.repeats), str(args.threads), args.data_dir]
+    out = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    if out.returncode:
+        return {"error": (out.stderr.strip().splitlines() or ["?"])[-1][:200]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", default=os.environ.get(DATA_ENV, ""))
+    parser.add_argument("--baseline-python", default=None)
+    parser.add_argument("--rows", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--output", type=Path, default=None, help=OUTPUT_HELP)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rows, args.repeats = 256, 1
+    args.output = report_path(args.output, "scoring_speed", args.quick)
+    start = time.perf_counter()
+    limit = matmul_rate(args.threads)
+    versions = {"new": sys.executable, **({"baseline": args.baseline_python} if args.baseline_python else {})}
+    rows = []
+    for model, data in CASES:
+        results = {name: run(python, model, data, args) for name, python in versions.items()}
+        print(model, data, results, flush=True)
+        new, old = results["new"], results.get("baseline", {})
+        if "error" in new:
+            rows.append([model, data, f"failed: {new['error']}", "", "", "", ""])
+            continue
+        ratio = f"{new['rate'] / old['rate']:.1f}x" if "rate" in old else old.get("error", "-")
+        bound = limit / new["flops"]
+        rows.append(
+            [
+                model,
+                data,
+                f"{old['rate']:,.0f}" if "rate" in old else "-",
+                f"{new['rate']:,.0f}",
+                ratio,
+                f"{new['flops'] / 1e6:.2f}",
+                f"{bound:,.0f} ({bound / new['rate']:.1f}x away)",
+            ]
+        )
+    header = ["model", "data", "baseline rows/s", "new rows/s", "speed-up", "MFLOP per row", "FLOP-bound rows/s"]
+    text = "\n".join(
+        [
+            "# Importance-sampled likelihoods: scoring speed",
+            "",
+            run_details(time.perf_counter() - start),
+            f"- Baseline: {args.baseline_python or 'not run'}; threads per process: {args.threads}",
+            f"- Rows per call: {args.rows}; median of {args.repeats} calls after a warm-up; default sample counts "
+            "(VAE S = 256, AEF S = 128); models fitted for 3 epochs on up to 2,000 rows",
+            f"- Float32 matrix-product rate measured in this run: {limit / 1e9:.1f} GFLOP/s; the FLOP-bound column "
+            "divides it by the FLOPs per row (products and convolutions only)",
+            "",
+            markdown_table(header, rows),
+            "",
+        ]
+    )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text)
+    print("\n" + text)
+
+
+if __name__ == "__main__":
+    main()
