@@ -85,8 +85,8 @@ score_s = time.perf_counter() - start
 done = True
 sampler.join()
 final = status()
-print(json.dumps({"fit_s": fit_s, "score_s": score_s, "hwm": final["VmHWM"], **{"peak_" + k: v for k, v in peak.items()},
-                  "finite": bool(np.isfinite(scores).all())}))
+result = {"fit_s": fit_s, "score_s": score_s, "hwm": final["VmHWM"], "finite": bool(np.isfinite(scores).all())}
+print(json.dumps({**result, **{"peak_" + k: v for k, v in peak.items()}}))
 """
 
 

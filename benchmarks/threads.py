@@ -81,7 +81,8 @@ skprobae.ProbabilisticAutoencoder(max_epochs=1, random_state=0).fit(X)
 t4 = time.perf_counter()
 skprobae.ProbabilisticAutoencoder(max_epochs=1, random_state=0).fit(X)
 t5 = time.perf_counter()
-print(json.dumps({"torch": t1 - t0, "sklearn": t2 - t1, "skprobae": t3 - t2, "first fit": t4 - t3, "second fit": t5 - t4}))
+times = {"torch": t1 - t0, "sklearn": t2 - t1, "skprobae": t3 - t2, "first fit": t4 - t3, "second fit": t5 - t4}
+print(json.dumps(times))
 """
 
 

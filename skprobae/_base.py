@@ -250,11 +250,14 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
             X = self._flatten_images(X)
         X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32], ensure_all_finite=False)
         for block in iter_blocks(X, max(1, 2**24 // max(1, X.shape[1]))):
-            magnitude = np.abs(block).max(initial=0.0)
-            if not np.isfinite(magnitude):
+            if not block.size:
+                continue
+            # reductions without temporaries: NaN and infinity propagate into max and min
+            low, high = block.min(), block.max()
+            if not (np.isfinite(low) and np.isfinite(high)):
                 what = "NaN" if np.isnan(block).any() else f"infinity or a value too large for {X.dtype!r}"
                 raise ValueError(f"Input X contains {what}.")
-            if magnitude > _FLOAT32_MAX:
+            if max(-low, high) > _FLOAT32_MAX:
                 raise ValueError(
                     "X has values beyond the float32 range (|x| > 3.4e38) that the network cannot represent; "
                     "rescale X, e.g. with StandardScaler."
@@ -528,7 +531,9 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
         """Put a trained net in eval mode on the current device and inference dtype."""
         device = torch.device(resolve_device(self.device))
         dtype = INFERENCE_DTYPES[self.inference_dtype]
-        module = net.module_.eval()
+        module = net.module_
+        if module.training:
+            module.eval()
         parameter = next(module.parameters(), None)
         if parameter is None or parameter.device != device or parameter.dtype != dtype:
             module.to(device=device, dtype=dtype)

@@ -53,7 +53,7 @@ INFERENCE_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 MIXED_PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16}
 """Names accepted by ``mixed_precision`` (training under ``torch.autocast``)."""
 
-CPU_BLOCK_MIB = 64
+CPU_BLOCK_MIB = 8
 """Upper bound of a block's working memory on the CPU (MiB), below ``working_memory``: cache-sized blocks."""
 
 MAX_BLOCK_ROWS = {"cpu": 4096, "cuda": 65536}

@@ -127,8 +127,9 @@ def test_block_rows_balance_padding_against_fixed_costs():
     assert rows(flops=1.0) == _engine.MAX_BLOCK_ROWS["cpu"]  # trivial rows: as many as allowed
     assert rows(flops=1e12) == _engine.MIN_BLOCK_ROWS  # very costly rows: the smallest block
     assert rows(ops=1e5) > 4 * rows(ops=10)  # an iterative search has fixed costs to amortize
-    with config_context(working_memory=16):
-        assert block_rows(RowCost(bytes=2**20, flops=1.0), "cpu") == 16  # 1 MiB rows in 16 MiB
+    with config_context(working_memory=4):
+        assert block_rows(RowCost(bytes=2**20, flops=1.0), "cpu") == 4  # 1 MiB rows in 4 MiB
+        assert block_rows(RowCost(bytes=2**20, flops=1.0), "cuda") == 4
     with config_context(working_memory=1024):  # CPU blocks stay cache-sized
         assert block_rows(RowCost(bytes=2**20, flops=1.0), "cpu") == _engine.CPU_BLOCK_MIB
 

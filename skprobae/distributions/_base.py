@@ -13,6 +13,16 @@ SCALE_FLOOR = 1e-6
 """Smallest scale (and degrees of freedom) a decoder can output: softplus + this floor."""
 
 
+def sum_features(terms: Tensor) -> Tensor:
+    """Sum over the last (feature) dimension, accumulated in float64 whatever the dtype of the terms.
+
+    Densities evaluate their per-feature terms in the dtype of the decoder's
+    output (float32 by default) and reduce them here, so a log-density of many
+    features keeps float64 accuracy without float64 elementwise work.
+    """
+    return terms.sum(-1, dtype=torch.float64)
+
+
 def positive(raw: Tensor) -> Tensor:
     """Map unconstrained values to strictly positive ones: ``softplus(raw) + 1e-6``."""
     return nn.functional.softplus(raw) + SCALE_FLOOR
@@ -106,8 +116,13 @@ class OutputDistribution(nn.Module):
         raise NotImplementedError
 
     def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
-        """Log-density of each row of ``x``, shape ``params.shape[:-1]``."""
-        return self.distribution(params).log_prob(x)
+        """Log-density of each row of ``x``, shape ``params.shape[:-1]``, float64.
+
+        This default evaluates ``distribution`` in float64; families override
+        it to compute per-feature terms in the dtype of ``params`` and sum
+        them with :func:`sum_features`.
+        """
+        return self.distribution(params.double()).log_prob(x.double())
 
     def scale_loss(self, nll: Tensor) -> Tensor:
         """Map the mean negative log-likelihood to the training loss (identity here)."""

@@ -10,7 +10,7 @@ from torch.distributions import Independent, Normal
 from zuko.distributions import NormalizingFlow
 
 from ..flows import FlowAdapter, build_flow, prompt_cycle_collection
-from ._base import LOG_2PI, OutputDistribution
+from ._base import LOG_2PI, OutputDistribution, sum_features
 
 POINT_SAMPLES_SEED = 0
 """Seed of the base draws shared by every row when averaging samples (deterministic point estimates)."""
@@ -90,8 +90,8 @@ class MaskedAutoregressiveFlow(OutputDistribution):
 
     def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
         u, log_det = self.flow.to_base(x)  # in the flow's dtype; the density in the dtype of params
-        u, log_det = u.to(params.dtype), log_det.to(params.dtype)
-        return -0.5 * ((u - params) ** 2).sum(-1) - 0.5 * self.n_features * LOG_2PI + log_det
+        u = u.to(params.dtype)
+        return -0.5 * sum_features((u - params) ** 2) - 0.5 * self.n_features * LOG_2PI + log_det.double()
 
     def moments(self, params: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and variance of ``n_point_samples`` draws per row, from seeded base noise shared by all rows."""

@@ -173,7 +173,7 @@ class MatrixNormal(_MatrixVariate):
         work = self._working_dtype(value)
         E = self._whiten((value - self.loc).to(work))
         log_prob = -0.5 * E.pow(2).sum((-2, -1)) - self._log_det_factors(work) - 0.5 * H * W * LOG_2PI
-        return log_prob.to(value.dtype)
+        return log_prob  # float64 (the working dtype of float32 values), as every family's density
 
     def rsample(self, sample_shape: torch.Size = _NO_SHAPE) -> Tensor:
         return self.loc + self._color(self._white_noise(torch.Size(sample_shape))).flatten(-2)
@@ -251,7 +251,7 @@ class MatrixStudentT(_MatrixVariate):
             - self._log_det_factors(work)
             - 0.5 * (df + H + W - 1) * log_det
         )
-        return log_prob.to(value.dtype)
+        return log_prob  # float64 (the working dtype of float32 values), as every family's density
 
     def rsample(self, sample_shape: torch.Size = _NO_SHAPE) -> Tensor:
         # S = A (L L^T)^{-1} A^T with L L^T ~ Wishart(nu + H - 1, I) (Bartlett), so

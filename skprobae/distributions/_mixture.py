@@ -70,7 +70,7 @@ class Mixture(OutputDistribution):
     def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
         logits, component_params = self._split(params)
         component_log_prob = self.component.log_prob(component_params, x.unsqueeze(-2))
-        return torch.logsumexp(component_log_prob + logits.log_softmax(-1), dim=-1)
+        return torch.logsumexp(component_log_prob + logits.log_softmax(-1).to(component_log_prob.dtype), dim=-1)
 
     def scale_loss(self, nll: Tensor) -> Tensor:
         return self.component.scale_loss(nll)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor
 from torch.distributions import Independent, MultivariateNormal, Normal
 
-from ._base import LOG_2PI, OutputDistribution, lower_cholesky, n_tril, positive
+from ._base import LOG_2PI, OutputDistribution, lower_cholesky, n_tril, positive, sum_features
 
 
 class UnitNormal(OutputDistribution):
@@ -21,7 +21,7 @@ class UnitNormal(OutputDistribution):
         return Independent(Normal(params, 1.0, validate_args=False), 1)
 
     def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
-        return -0.5 * ((x - params) ** 2).sum(-1) - 0.5 * self.n_features * LOG_2PI
+        return -0.5 * sum_features((x.to(params.dtype) - params) ** 2) - 0.5 * self.n_features * LOG_2PI
 
 
 class SquaredError(UnitNormal):
@@ -60,8 +60,8 @@ class DiagonalNormal(OutputDistribution):
 
     def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
         loc, scale = self._split(params)
-        z = (x - loc) / scale
-        return -0.5 * (z * z).sum(-1) - scale.log().sum(-1) - 0.5 * self.n_features * LOG_2PI
+        z = (x.to(params.dtype) - loc) / scale
+        return sum_features(-0.5 * z * z - scale.log()) - 0.5 * self.n_features * LOG_2PI
 
 
 class FullNormal(OutputDistribution):

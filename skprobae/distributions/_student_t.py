@@ -84,7 +84,7 @@ class MultivariateStudentT(Distribution):
 
     def _log_det_scale(self) -> Tensor:
         diag = self.scale_diag if self.scale_diag is not None else self.scale_tril.diagonal(dim1=-2, dim2=-1)
-        return diag.log().sum(-1)
+        return diag.log().sum(-1, dtype=torch.float64)
 
     def _scale_variance(self) -> Tensor:
         """Diagonal of the scale matrix ``L L^T``."""
@@ -96,8 +96,8 @@ class MultivariateStudentT(Distribution):
         if self._validate_args:
             self._validate_sample(value)
         d = self.event_shape[0]
-        maha = self._whiten(value - self.loc).pow(2).sum(-1)
-        df = self.df
+        maha = self._whiten(value.to(self.loc.dtype) - self.loc).pow(2).sum(-1, dtype=torch.float64)
+        df = self.df.double()
         return (
             torch.lgamma((df + d) / 2)
             - torch.lgamma(df / 2)

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from .._base import BaseAutoencoder, Split, draw_seed, torch_generator
 from .._engine import iter_blocks
 from ..distributions import DISTRIBUTION_NAMES
+from ..distributions._base import sum_features
 from ..flows import FLOW_NAMES, FlowAdapter, build_flow
 from ..nn import Autoencoder, FlowPrior
 from ..nn._prior import LOG_2PI
@@ -311,7 +312,8 @@ class PAE(BaseAutoencoder):
         module = self._module
 
         def squared_error(x: Tensor) -> Tensor:
-            return (x.double() - module.decode(module.encode(x))) ** 2
+            decoded = module.decode(module.encode(x))
+            return (x.to(decoded.dtype) - decoded).double() ** 2
 
         rms = np.sqrt(self._sum_over_rows("squared_error", squared_error, X, rows) / len(rows))
         self.sigma_ = np.maximum(rms, 0.01 * max(float(np.sqrt(np.mean(rms**2))), 1e-12))
@@ -400,9 +402,10 @@ class PAE(BaseAutoencoder):
 
     def _log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
         """``log N(x; g(z), sigma_^2)`` per row, float64."""
+        decoded = self._decode(z)
         sigma = self._tensor(self.sigma_)
-        residual = (x.double() - self._decode(z)) / sigma
-        return -0.5 * (residual * residual).sum(-1) - sigma.log().sum() - 0.5 * x.shape[-1] * LOG_2PI
+        residual = (x.to(decoded.dtype) - decoded) / sigma.to(decoded.dtype)
+        return -0.5 * sum_features(residual * residual) - sigma.log().sum() - 0.5 * x.shape[-1] * LOG_2PI
 
     def _map_codes(self, x: Tensor, steps: int) -> Tensor:
         """Codes minimising ``-log p(x|z) - log p(z)`` (Eq. 9), from ``f(x)``, all rows at once (network dtype)."""
@@ -510,8 +513,8 @@ class PAE(BaseAutoencoder):
         bounds = (self._tensor(self.feature_bounds_[0]), self._tensor(self.feature_bounds_[1]))
         prior, module = self._prior, self._module
 
-        def decode(u: Tensor) -> Tensor:
-            return module.decode(prior.from_base(u))
+        def decode(u: Tensor) -> Tensor:  # the posterior search is float64; the networks compute in their dtype
+            return module.decode(prior.from_base(u)).double()
 
         def posterior(x: Tensor, steps: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
             x = x.double()

@@ -225,11 +225,11 @@ class VAE(BaseAutoencoder):
 
     def _decode(self, z: Tensor) -> Tensor:
         head = self._module.head
-        return head.point_estimate(self._module.decoder_params(self._network_input(z)).double())
+        return head.point_estimate(self._module.decoder_params(self._network_input(z)))
 
     def _reconstruct(self, x: Tensor, return_std: bool):
         module = self._module
-        return head_point_and_std(module.head, module.decoder_params(self._encode(x)).double(), return_std)
+        return head_point_and_std(module.head, module.decoder_params(self._encode(x)), return_std)
 
     @property
     def _prior(self) -> LatentPrior:

@@ -8,14 +8,11 @@ import torch
 from torch import Tensor, nn
 
 from ..distributions import positive
+from ..distributions._base import sum_features
 from ._prior import LOG_2PI, LatentPrior
+from ._rows import apply_rows
 
 _SOFTPLUS_INV_1 = math.log(math.e - 1)  # raw value whose softplus is 1
-
-
-def apply_rows(module: nn.Module, x: Tensor) -> Tensor:
-    """``module`` on the rows of ``x`` with any leading dims (user networks may take 2-D input only)."""
-    return module(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], -1)
 
 
 class LogitActNorm(nn.Module):
@@ -43,7 +40,7 @@ class LogitActNorm(nn.Module):
         lam = self.logit_lambda
         s = lam + (1 - 2 * lam) * x.to(self.loc.dtype)
         log_s, log_1ms = s.log(), torch.log1p(-s)
-        log_det = (math.log(1 - 2 * lam) - log_s.double() - log_1ms.double()).sum(-1) - self.log_scale.double().sum()
+        log_det = sum_features(math.log(1 - 2 * lam) - log_s - log_1ms) - self.log_scale.double().sum()
         return (log_s - log_1ms - self.loc) * torch.exp(-self.log_scale), log_det
 
     def inverse(self, y: Tensor) -> Tensor:
@@ -143,12 +140,12 @@ class AEFModule(nn.Module):
             u, log_det = w, w.new_zeros(w.shape[:-1], dtype=torch.float64)
         else:
             u, log_det = self.core_flow.to_base(w)
-        return mean + scale * u, log_det.double() + scale.double().log().sum(-1)
+        return mean + scale * u, log_det.double() + sum_features(scale.log())
 
     def log_residual(self, y: Tensor, z: Tensor) -> Tensor:
-        scale = self.residual_scale.double()
-        r = (y.double() - apply_rows(self.decoder, z).double()) / scale
-        return ((-0.5 * r * r - scale.log() - 0.5 * LOG_2PI) * self.shell_mask.double()).sum(-1)
+        scale = self.residual_scale
+        r = (y - apply_rows(self.decoder, z)) / scale
+        return sum_features((-0.5 * r * r - scale.log() - 0.5 * LOG_2PI) * self.shell_mask)
 
     def log_joint(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``log p(x)`` (partitions) or ``log p(x, h(x))`` (linear) in three float64 terms: prior, residual, log-det."""
@@ -179,7 +176,7 @@ class AEFModule(nn.Module):
         coupling = self.coupling(y)
         eps = noise[:, None, :]  # (S, 1, K)
         z, log_det = self.encode(coupling, self.core(y) + scale * eps.to(self.dtype))
-        log_q = -0.5 * (eps.double() ** 2).sum(-1) - self.n_components * (0.5 * LOG_2PI + math.log(scale))
+        log_q = -0.5 * sum_features(eps**2) - self.n_components * (0.5 * LOG_2PI + math.log(scale))
         log_weights = self.prior.log_prob(z) + self.log_residual(y, z) + log_det - log_q
         return torch.logsumexp(log_weights, dim=0) - math.log(len(noise)) + log_det_pre
 

@@ -1,7 +1,8 @@
 """Multi-layer perceptrons and the autoencoder module that joins them.
 
-The networks compute in their own dtype (float32 by default); what an output
-distribution computes from their raw parameters at inference is float64.
+The networks compute in their own dtype (float32 by default); an output
+distribution evaluates its per-feature terms in that dtype and sums them in
+float64.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from torch import Tensor, nn
 
 from .._engine import network_dtype
 from ..distributions import OutputDistribution
+from ._rows import apply_rows
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -80,13 +82,13 @@ class Autoencoder(nn.Module):
         return self.encoder(x.to(network_dtype(self)))
 
     def decoder_params(self, z: Tensor) -> Tensor:
-        """Raw parameters ``g(z)`` of the output distribution, in float64 for the density computations."""
-        return self.decoder(z.to(network_dtype(self))).double()
+        """Raw parameters ``g(z)`` of the output distribution (codes with any leading dims), in the networks' dtype."""
+        return apply_rows(self.decoder, z.to(network_dtype(self)))
 
     def decode(self, z: Tensor) -> Tensor:
-        """The output distribution's point estimate at codes ``z`` (float64)."""
+        """The output distribution's point estimate at codes ``z``."""
         return self.head.point_estimate(self.decoder_params(z))
 
     def log_prob(self, x: Tensor) -> Tensor:
-        """``log p(x | f(x))`` per row, float64."""
-        return self.head.log_prob(self.decoder_params(self.encode(x)), x.double())
+        """``log p(x | f(x))`` per row (per-feature terms in the networks' dtype, summed in float64)."""
+        return self.head.log_prob(self.decoder_params(self.encode(x)), x)

@@ -9,8 +9,9 @@ from torch import Tensor, nn
 
 from .._engine import network_dtype
 from ..distributions import OutputDistribution, positive
-from ._aef import apply_rows
+from ..distributions._base import sum_features
 from ._prior import LOG_2PI, LatentPrior, StandardNormalPrior
+from ._rows import apply_rows
 
 
 class VariationalModule(nn.Module):
@@ -62,8 +63,9 @@ class VariationalModule(nn.Module):
     def posterior_sample(self, encoded: Tensor, noise: Tensor) -> tuple[Tensor, Tensor]:
         """Codes ``z`` (network dtype) from base ``noise`` broadcast against the rows, and ``log q(z|x)`` (float64)."""
         mean, scale = self._gaussian(encoded)
-        z0 = mean + scale * noise.to(mean.dtype)
-        log_q = (-0.5 * noise.double() ** 2 - scale.double().log() - 0.5 * LOG_2PI).sum(-1)
+        noise = noise.to(mean.dtype)
+        z0 = mean + scale * noise
+        log_q = sum_features(-0.5 * noise * noise - scale.log()) - 0.5 * self.n_components * LOG_2PI
         if self.posterior_flow is None:
             return z0, log_q
         context = encoded.expand(*z0.shape[:-1], encoded.shape[-1])
@@ -103,6 +105,6 @@ class VariationalModule(nn.Module):
         """
         encoded = self.encoder(x.to(network_dtype(self)))
         z, log_q = self.posterior_sample(encoded, noise[:, None, :])  # (S, n, K)
-        log_px = self.head.log_prob(self.decoder_params(z).double(), x.double())
+        log_px = self.head.log_prob(self.decoder_params(z), x)
         log_weights = log_px + self.prior.log_prob(z) - log_q
         return torch.logsumexp(log_weights, dim=0) - math.log(len(noise))
