@@ -103,7 +103,11 @@ class AEF(BaseAutoencoder):
     MNIST, ``0.05`` on natural images), where it turns a bounded density into
     an unbounded one the Gaussian residuals can model. Leave it ``None`` for
     standardized tabular data. ``score_samples`` is always in the units of
-    ``X``.
+    ``X``. ``reconstruct(X, return_std=True)`` returns the learned residual
+    std of each shell feature (0 for core features, which the bijection
+    reproduces exactly), mapped into the units of ``X`` through the slope of
+    the inverse preprocessing at the reconstruction when ``logit_lambda`` is
+    set (a first-order approximation).
 
     Parameters
     ----------
