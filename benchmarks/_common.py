@@ -9,6 +9,7 @@ import platform
 import shlex
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -75,6 +76,22 @@ def run_details(elapsed_s: float, device: str = "cpu", extra_packages: tuple[str
             f"- Commit: {git_revision()}",
         ]
     )
+
+
+def run_python(python: str, args: list[str], env: dict | None = None) -> dict:
+    """Run ``python args...`` and return the JSON object its last stdout line holds (or ``{"error": ...}``).
+
+    The child starts in a neutral folder: ``python -c`` puts the working
+    directory first on ``sys.path``, so started from this checkout a baseline
+    environment's Python would import this checkout's skprobae instead of its
+    own. Paths in ``args`` must therefore be absolute.
+    """
+    out = subprocess.run(
+        [python, *args], capture_output=True, text=True, env=env, check=False, cwd=tempfile.gettempdir()
+    )
+    if out.returncode:
+        return {"error": (out.stderr.strip().splitlines() or ["?"])[-1][:200]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:

@@ -34,16 +34,14 @@ rows, written to ``benchmarks/results/quick/``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from _common import OUTPUT_HELP, markdown_table, report_path, run_details
+from _common import OUTPUT_HELP, markdown_table, report_path, run_details, run_python
 
 N_FEATURES = 784
 
@@ -104,16 +102,7 @@ def write_file(path: Path, rows: int) -> None:
 
 
 def run_variant(python: str, path: Path, rows: int, threads: int, env: dict) -> dict:
-    out = subprocess.run(
-        [python, "-c", CHILD, str(path), str(rows), str(threads)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    if out.returncode:
-        return {"error": (out.stderr.strip().splitlines() or ["?"])[-1][:200]}
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_python(python, ["-c", CHILD, str(Path(path).resolve()), str(rows), str(threads)], env=env)
 
 
 def main(argv: list[str] | None = None) -> None:

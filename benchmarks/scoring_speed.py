@@ -35,15 +35,13 @@ Writes ``benchmarks/results/scoring_speed.md`` (``--output``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
-from _common import OUTPUT_HELP, markdown_table, report_path, run_details
+from _common import OUTPUT_HELP, markdown_table, report_path, run_details, run_python
 
 from skprobae.datasets import DATA_ENV
 
@@ -114,11 +112,8 @@ def matmul_rate(threads: int) -> float:
 def run(python: str, model: str, data: str, args: argparse.Namespace) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     rows = str(min(args.rows, CONV_ROWS) if data == "mnist" else args.rows)
-    command = [python, "-c", CHILD, model, data, rows, str(args.repeats), str(args.threads), args.data_dir]
-    out = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-    if out.returncode:
-        return {"error": (out.stderr.strip().splitlines() or ["?"])[-1][:200]}
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    data_dir = str(Path(args.data_dir).resolve()) if args.data_dir else ""
+    return run_python(python, ["-c", CHILD, model, data, rows, str(args.repeats), str(args.threads), data_dir], env=env)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -32,7 +32,6 @@ Writes ``benchmarks/results/threads.md`` (``--output``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -40,7 +39,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import OUTPUT_HELP, markdown_table, report_path, run_details
+from _common import OUTPUT_HELP, markdown_table, report_path, run_details, run_python
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,24 +86,13 @@ print(json.dumps(times))
 
 
 def child(python: str, code: str, *args: str) -> dict:
-    out = subprocess.run([python, "-c", code, *args], capture_output=True, text=True, check=False, cwd=ROOT)
-    if out.returncode:
-        return {"error": (out.stderr.strip().splitlines() or ["?"])[-1][:200]}
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_python(python, ["-c", code, *args])
 
 
 def demo(python: str) -> dict:
     start = time.perf_counter()
-    out = subprocess.run(
-        [python, "examples/demo_digits.py", "--output", "/tmp/threads_demo.png"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-    )
-    if out.returncode:
-        return {"error": (out.stderr.strip().splitlines() or ["?"])[-1][:200]}
-    return {"seconds": time.perf_counter() - start}
+    out = run_python(python, [str(ROOT / "examples" / "demo_digits.py"), "--output", "/tmp/threads_demo.png"])
+    return out if "error" in out else {"seconds": time.perf_counter() - start}
 
 
 class BusyProcess:

@@ -81,7 +81,11 @@ DEVICE_CACHE_FRACTION = 0.25
 """Training data is copied to a GPU only when it takes at most this share of its free memory."""
 
 RELEASE_EVERY_BYTES = 64 * 2**20
-"""Bytes read from a memory-mapped file between two hand-backs of its pages."""
+"""Growth of the file-backed resident memory (or bytes read, where it cannot be measured) between two hand-backs of
+a memory-mapped file's pages."""
+
+FAULT_AROUND_BYTES = 64 * 2**10
+"""Bytes a read of one scattered row maps at least: Linux maps up to 64 KiB of cached pages around a page fault."""
 
 FLOPS_PER_THREAD = 50e6
 """Work per call (FLOPs) that earns one more intra-op thread: below it, threads cost more than they give."""
@@ -246,29 +250,56 @@ def is_memory_mapped(array) -> bool:
     return isinstance(node, mmap.mmap)
 
 
+def _shared_resident_bytes() -> int | None:
+    """File-backed and shared resident bytes of this process (Linux ``/proc/self/statm``), or None."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[2]) * mmap.PAGESIZE
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 class PageReleaser:
-    """Hand the resident pages of a memory-mapped array back to the OS every :data:`RELEASE_EVERY_BYTES` read.
+    """Hand the resident pages of a memory-mapped array back to the OS as reads map them.
 
     A file mapping's pages count in the process's resident memory once read;
     ``madvise(MADV_DONTNEED)`` drops them from the mapping (the page cache
-    keeps them, so a later read is cheap). A no-op for ordinary arrays and
-    for copy-on-write mappings (whose private changes it would discard).
+    keeps them, so a later read is cheap). The pages are released whenever
+    the process's file-backed resident memory has grown by
+    :data:`RELEASE_EVERY_BYTES` since the last release (measured on Linux,
+    where one scattered row can map a whole large folio around it); where it
+    cannot be measured, whenever that many bytes were read, scattered rows
+    counted at :data:`FAULT_AROUND_BYTES` at least. A no-op for ordinary
+    arrays and for copy-on-write mappings (whose private changes it would
+    discard).
     """
 
     def __init__(self, array: np.ndarray):
         self._mapping = _file_mapping(array) if hasattr(mmap, "MADV_DONTNEED") else None
         self._read = 0
+        self._shared_at_release = _shared_resident_bytes() if self._mapping is not None else None
 
     def note(self, n_bytes: int) -> None:
+        """Count ``n_bytes`` read in one contiguous run."""
         if self._mapping is None:
             return
         self._read += n_bytes
-        if self._read >= RELEASE_EVERY_BYTES:
+        if self._shared_at_release is not None:
+            due = (_shared_resident_bytes() or 0) - self._shared_at_release >= RELEASE_EVERY_BYTES
+        else:
+            due = self._read >= RELEASE_EVERY_BYTES
+        if due:
             self.release()
+
+    def note_rows(self, n_rows: int, row_bytes: int) -> None:
+        """Count ``n_rows`` scattered rows: each maps at least :data:`FAULT_AROUND_BYTES`."""
+        self.note(n_rows * max(row_bytes, FAULT_AROUND_BYTES))
 
     def release(self) -> None:
         if self._mapping is not None and not self._mapping.closed:
             self._mapping.madvise(mmap.MADV_DONTNEED)
+            if self._shared_at_release is not None:
+                self._shared_at_release = _shared_resident_bytes() or 0
         self._read = 0
 
 
@@ -349,7 +380,7 @@ class RowBatches:
         if isinstance(source, Tensor):
             return source[torch.from_numpy(index).to(source.device)]
         batch = torch.from_numpy(np.ascontiguousarray(source[index], dtype=np.float32))
-        self._pages.note(batch.nbytes)
+        self._pages.note_rows(len(index), source.shape[1] * source.itemsize)
         if self.device.type == "cuda":
             return batch.pin_memory().to(self.device, non_blocking=True)
         return batch.to(self.device)
@@ -363,7 +394,10 @@ def iter_blocks(X: np.ndarray, block: int, rows: np.ndarray | None = None) -> It
     for start in range(0, n, block):
         chunk = X[start : start + block] if rows is None else X[rows[start : start + block]]
         yield chunk
-        pages.note(chunk.nbytes)
+        if rows is None:
+            pages.note(chunk.nbytes)
+        else:
+            pages.note_rows(len(chunk), X.shape[1] * X.itemsize)
     pages.release()
 
 

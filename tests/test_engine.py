@@ -1,6 +1,8 @@
 """The engine: batches from host or device rows, fixed-size blocks, the cost probe, threads, memory maps."""
 
+import itertools
 import mmap
+import os
 
 import numpy as np
 import pytest
@@ -70,6 +72,7 @@ def test_page_releaser_drops_resident_pages_of_a_file(memmap_file, monkeypatch):
     _, mapped = memmap_file
     calls = []
     monkeypatch.setattr(_engine, "RELEASE_EVERY_BYTES", 1000)
+    monkeypatch.setattr(_engine, "_shared_resident_bytes", lambda: None)  # where memory cannot be measured: bytes read
     releaser = PageReleaser(mapped)
     monkeypatch.setattr(releaser, "release", lambda: calls.append(True))
     releaser.note(600)
@@ -80,6 +83,33 @@ def test_page_releaser_drops_resident_pages_of_a_file(memmap_file, monkeypatch):
     assert PageReleaser(np.zeros(3))._mapping is None
     assert PageReleaser(np.memmap(mapped.filename, dtype=np.float32, mode="c", shape=mapped.shape))._mapping is None
     assert isinstance(PageReleaser(mapped[10:20])._mapping, mmap.mmap)
+
+
+def _resident_file_bytes() -> int:
+    """File-backed resident bytes of this process (``RssFile`` in /proc/self/status)."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("RssFile:"))
+
+
+@pytest.mark.skipif(not hasattr(mmap, "MADV_DONTNEED") or not os.path.exists("/proc/self/status"), reason="Linux")
+@pytest.mark.parametrize("measured", [True, False], ids=["measured", "counted"])
+def test_shuffled_batches_keep_few_pages_of_a_file_resident(tmp_path, monkeypatch, measured):
+    # Scattered rows each map at least a 64 KiB fault-around window, far more than their own bytes:
+    # a releaser that counted only the bytes read would let a shuffled pass map the whole file.
+    if not measured:
+        monkeypatch.setattr(_engine, "_shared_resident_bytes", lambda: None)
+    path = tmp_path / "rows.f32"
+    np.zeros((16384, 256), dtype=np.float32).tofile(path)  # 16 MiB of 1 KiB rows
+    mapped = np.memmap(path, dtype=np.float32, mode="r", shape=(16384, 256))
+    monkeypatch.setattr(_engine, "RELEASE_EVERY_BYTES", 3 * 2**20)
+    generator = torch.Generator().manual_seed(0)
+    batches = RowBatches(RowData(mapped, np.arange(len(mapped))), batch_size=16, shuffle=True, generator=generator)
+    before, growth = _resident_file_bytes(), []
+    for batch, _ in itertools.islice(batches, 200):
+        assert batch.shape == (16, 256)
+        growth.append(_resident_file_bytes() - before)
+    assert max(growth) >= 2**20  # the reads did map pages (the measurement works)
+    assert max(growth) < 8 * 2**20  # without the window count: the whole 16 MiB
 
 
 def test_map_rows_pads_to_fixed_blocks_and_returns_float64():
