@@ -78,8 +78,10 @@ def run_details(elapsed_s: float, device: str = "cpu", extra_packages: tuple[str
     )
 
 
-def run_python(python: str, args: list[str], env: dict | None = None) -> dict:
+def run_python(python: str, args: list[str], env: dict | None = None, json_output: bool = True) -> dict:
     """Run ``python args...`` and return the JSON object its last stdout line holds (or ``{"error": ...}``).
+
+    With ``json_output=False`` the child's output is ignored and success returns ``{}``.
 
     The child starts in a neutral folder: ``python -c`` puts the working
     directory first on ``sys.path``, so started from this checkout a baseline
@@ -91,7 +93,7 @@ def run_python(python: str, args: list[str], env: dict | None = None) -> dict:
     )
     if out.returncode:
         return {"error": (out.stderr.strip().splitlines() or ["?"])[-1][:200]}
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return json.loads(out.stdout.strip().splitlines()[-1]) if json_output else {}
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:

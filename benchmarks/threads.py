@@ -91,7 +91,9 @@ def child(python: str, code: str, *args: str) -> dict:
 
 def demo(python: str) -> dict:
     start = time.perf_counter()
-    out = run_python(python, [str(ROOT / "examples" / "demo_digits.py"), "--output", "/tmp/threads_demo.png"])
+    out = run_python(
+        python, [str(ROOT / "examples" / "demo_digits.py"), "--output", "/tmp/threads_demo.png"], json_output=False
+    )
     return out if "error" in out else {"seconds": time.perf_counter() - start}
 
 
