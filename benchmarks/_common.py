@@ -96,6 +96,13 @@ def run_python(python: str, args: list[str], env: dict | None = None, json_outpu
     return json.loads(out.stdout.strip().splitlines()[-1]) if json_output else {}
 
 
+def write_report(path: Path, text: str) -> None:
+    """Write a report to ``path`` (creating its folder) and print it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    print("\n" + text)
+
+
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]

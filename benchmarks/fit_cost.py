@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import OUTPUT_HELP, markdown_table, report_path, run_details
+from _common import OUTPUT_HELP, markdown_table, report_path, run_details, write_report
 from odds import SETS
 
 from skprobae.datasets import DATA_ENV
@@ -125,8 +125,7 @@ def main(argv: list[str] | None = None) -> None:
             markdown_table(header, rows),
         ]
     )
-    args.output.write_text(text + "\n")
-    print("\n" + text)
+    write_report(args.output, text + "\n")
 
 
 if __name__ == "__main__":

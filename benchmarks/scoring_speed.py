@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import OUTPUT_HELP, markdown_table, report_path, run_details, run_python
+from _common import OUTPUT_HELP, markdown_table, report_path, run_details, run_python, write_report
 
 from skprobae.datasets import DATA_ENV
 
@@ -169,9 +169,7 @@ def main(argv: list[str] | None = None) -> None:
             "",
         ]
     )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text)
-    print("\n" + text)
+    write_report(args.output, text)
 
 
 if __name__ == "__main__":

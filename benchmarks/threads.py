@@ -39,7 +39,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import OUTPUT_HELP, markdown_table, report_path, run_details, run_python
+from _common import OUTPUT_HELP, markdown_table, report_path, run_details, run_python, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -156,9 +156,7 @@ def main(argv: list[str] | None = None) -> None:
             "",
         ]
     )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text)
-    print("\n" + text)
+    write_report(args.output, text)
 
 
 if __name__ == "__main__":
