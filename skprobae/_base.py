@@ -148,6 +148,40 @@ class Split:
         return self.valid if len(self.valid) else self.fit_rows
 
 
+_SCALE_LIMIT = 1e3
+_SCALE_SAMPLE_ROWS = 10_000
+
+
+def _warn_if_badly_scaled(owner: str, X: np.ndarray) -> None:
+    """Warn when the columns of a table are far from unit scale or far apart in scale.
+
+    The networks see raw values: a column with values near 1e6 saturates
+    them and dominates every log-likelihood (scores near -1e20). The check
+    reads at most ``_SCALE_SAMPLE_ROWS`` evenly spaced rows, so a
+    memory-mapped file is not read whole.
+    """
+    sample = np.asarray(X[:: max(1, len(X) // _SCALE_SAMPLE_ROWS)], dtype=np.float64)
+    if len(sample) < 2:
+        return
+    std = sample.std(axis=0)
+    rms = np.sqrt(np.mean(sample * sample, axis=0))
+    varying = std[std > 0]
+    widest = int(np.argmax(rms))
+    if rms[widest] > _SCALE_LIMIT:
+        problem = f"column {widest} has values of magnitude {rms[widest]:.1e}"
+    elif len(varying) and varying.max() > _SCALE_LIMIT * np.median(varying):
+        median = np.median(varying)
+        problem = f"column {int(np.argmax(std))} has std {std.max():.1e} against a median column std of {median:.1e}"
+    else:
+        return
+    warnings.warn(
+        f"{owner}: X is badly scaled ({problem}). The networks train on raw values, so such columns dominate "
+        "the fit and the scores; standardize X first, e.g. make_pipeline(StandardScaler(), model).",
+        UserWarning,
+        stacklevel=4,
+    )
+
+
 @contextlib.contextmanager
 def _explain_out_of_memory(owner: str, action: str, remedy: str) -> Iterator[None]:
     try:
@@ -238,6 +272,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
         X = self._check_X(X, reset=True)
         if self.image_shape is not None or self.architecture == "conv":
             parse_image_shape(self.image_shape, X.shape[1])
+        else:
+            _warn_if_badly_scaled(type(self).__name__, X)
         return X
 
     def _check_X(self, X, reset: bool = False) -> np.ndarray:
@@ -402,9 +438,9 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
             The fitted estimator.
         """
         X = self._validate_params_and_data(X)
-        self._check_fit_settings(X)
         rng = check_random_state(self.random_state)
         split = self._split(len(X), rng)
+        self._check_fit_settings(X, split)
         self.net_ = self._train_stage(
             partial(self._build_module, X),
             X,
@@ -421,8 +457,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
         self._fit_offset(X, rng)
         return self
 
-    def _check_fit_settings(self, X: np.ndarray) -> None:
-        """Reject parameter combinations that cannot fit ``X``, before any training; nothing by default."""
+    def _check_fit_settings(self, X: np.ndarray, split: Split) -> None:
+        """Reject settings that cannot fit ``X`` with ``split``, before any training; nothing by default."""
 
     def _split(self, n_samples: int, rng: np.random.RandomState) -> Split:
         """Seeded train/validation rows according to ``validation_fraction``."""

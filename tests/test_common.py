@@ -1,12 +1,13 @@
 """Contracts of the engine that every public autoencoder keeps (estimators discovered from ``skprobae.__all__``)."""
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
-from skprobae import ProbabilisticAutoencoder
+from skprobae import ProbabilisticAutoencoder, TrainingDivergedError
 from skprobae._testing import AUTOENCODERS, small
 
 METHODS = ("transform", "score_samples", "reconstruct")
@@ -104,3 +105,22 @@ def test_thread_setting_applies_inside_calls_and_is_restored(data, n_threads):
     training = [threads for is_training, threads in ThreadRecorder.calls if is_training]
     assert len(training) >= model.n_iter_ and set(training) == {expected}
     assert ThreadRecorder.calls[-1] == (False, expected)  # the last block of score_samples
+
+
+@pytest.mark.parametrize("cls", AUTOENCODERS, ids=lambda cls: cls.__name__)
+def test_badly_scaled_tables_warn_at_fit(cls, data):
+    # One column in the millions used to give scores near -1e20 without a word.
+    wide = data.astype(np.float64)
+    wide[:, 0] *= 1e6
+    with pytest.warns(UserWarning, match=r"X is badly scaled \(column 0 has values of magnitude .*StandardScaler"):
+        try:
+            small(cls).fit(wide)
+        except TrainingDivergedError:
+            pass  # AEF's exact likelihood diverges on such data: after the warning, a clear error
+    spread = 1e-4 * data.astype(np.float64)
+    spread[:, 1] *= 1e4  # of unit scale, but every other column is 1e4 times narrower
+    with pytest.warns(UserWarning, match=r"column 1 has std .* against a median column std"):
+        small(cls).fit(spread)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        small(cls).fit(data)  # unit-scale data: no warning

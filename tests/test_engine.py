@@ -132,7 +132,7 @@ def test_map_rows_pads_to_fixed_blocks_and_returns_float64():
     np.testing.assert_array_equal(subset, [8.0, 2.0])
 
 
-def test_fixed_blocks_make_a_row_independent_of_the_others_in_float32():
+def test_fixed_blocks_keep_a_row_independent_of_the_others_up_to_float32_rounding():
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.ReLU(), torch.nn.Linear(64, 3))
     X = np.random.default_rng(0).normal(size=(40, 16))
@@ -141,8 +141,10 @@ def test_fixed_blocks_make_a_row_independent_of_the_others_in_float32():
         return net(x.float())
 
     full = map_rows(fn, X, block=32, device="cpu")
-    np.testing.assert_array_equal(map_rows(fn, X[7:8], block=32, device="cpu")[0], full[7])
-    np.testing.assert_array_equal(map_rows(fn, X[::-1], block=32, device="cpu")[::-1], full)
+    # Same block shape, so the same kernels; a row's position inside the block can still move a
+    # float32 result by an ulp on some CPUs (MKL's edge tiles on AMD), hence a tolerance, not equality.
+    np.testing.assert_allclose(map_rows(fn, X[7:8], block=32, device="cpu")[0], full[7], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(map_rows(fn, X[::-1], block=32, device="cpu")[::-1], full, rtol=1e-6, atol=1e-6)
 
 
 def test_row_cost_grows_with_the_work_per_row():

@@ -68,7 +68,7 @@ DISTRIBUTION_NAMES = _REGISTRY.keys()
 """Live view of the registered names (estimators validate against it)."""
 
 
-def register_distribution(name: str, factory: Callable[..., OutputDistribution]) -> None:
+def register_distribution(name: str, factory: Callable[..., OutputDistribution], *, overwrite: bool = False) -> None:
     """Make an output family available to every estimator under ``name``.
 
     Parameters
@@ -79,7 +79,39 @@ def register_distribution(name: str, factory: Callable[..., OutputDistribution])
         Called as ``factory(n_features, image_shape=..., **options)``
         (``image_shape`` may be None; ``options`` are the estimator's
         ``distribution_options``); returns an :class:`OutputDistribution`.
+    overwrite : bool, default=False
+        Replace a family already registered under ``name``. Without it, a
+        name that is taken (a built-in family among them) raises, so that
+        registering a family never silently changes what another
+        ``distribution=`` means.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is taken and ``overwrite`` is False, or is not a non-empty string.
+    TypeError
+        If ``factory`` is not callable.
+
+    Examples
+    --------
+    >>> from skprobae.distributions import available_distributions, make_distribution, register_distribution
+    >>> def my_diag(n_features, image_shape=None):
+    ...     return make_distribution("normal_diag", n_features)
+    >>> register_distribution("my_diag", my_diag, overwrite=True)  # overwrite: safe to run twice
+    >>> "my_diag" in available_distributions()
+    True
+    >>> register_distribution("normal_diag", lambda n_features, image_shape=None: None)
+    Traceback (most recent call last):
+    ...
+    ValueError: distribution 'normal_diag' is already registered (a built-in family); pass overwrite=True to replace it.
     """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"register_distribution: name must be a non-empty string; got {name!r}.")
+    if not callable(factory):
+        raise TypeError(f"register_distribution: factory must be callable; got {type(factory).__name__}.")
+    if name in _REGISTRY and not overwrite:
+        kind = "a built-in family" if name in BUILTIN_DISTRIBUTIONS else "by an earlier call"
+        raise ValueError(f"distribution {name!r} is already registered ({kind}); pass overwrite=True to replace it.")
     _REGISTRY[name] = factory
 
 

@@ -275,7 +275,7 @@ class AEF(BaseAutoencoder):
                 )
         return X
 
-    def _check_fit_settings(self, X: np.ndarray) -> None:
+    def _check_fit_settings(self, X: np.ndarray, split: Split) -> None:
         if self.partition in ("center", "corner") and self.image_shape is None:
             raise ValueError(f"partition={self.partition!r} needs image_shape=(H, W) or (C, H, W).")
         if self.partition != "linear":

@@ -20,7 +20,7 @@ from ..distributions._base import sum_features
 from ..flows import FLOW_NAMES, FlowAdapter, build_flow
 from ..nn import Autoencoder, FlowPrior
 from ..nn._prior import LOG_2PI
-from ._posterior import PosteriorSettings, _laplace_factor, jacobian_columns, posterior_draws
+from ._posterior import PosteriorSettings, jacobian_columns, posterior_draws
 
 SCORE_METHODS = ("combined", "latent", "reconstruction", "laplace")
 _DEFAULT_LAPLACE_MAP_STEPS = 100
@@ -267,8 +267,17 @@ class PAE(BaseAutoencoder):
             )
         return self.map_steps
 
-    def _check_fit_settings(self, X: np.ndarray) -> None:
+    def _check_fit_settings(self, X: np.ndarray, split: Split) -> None:
         self._check_score_settings()
+        n_codes = len(split.fit_rows)
+        if n_codes <= self.n_components:
+            # The codes of n rows span at most n - 1 dimensions: a density over n_components
+            # dimensions fitted to them is degenerate (scores near -1e40 off those rows).
+            raise ValueError(
+                f"PAE: the latent flow is fitted to the codes of the training rows and needs more of them than "
+                f"n_components={self.n_components}; got n_samples={len(X)} ({n_codes} training row(s) after "
+                f"validation_fraction={self.validation_fraction}). Fit on more rows or lower n_components."
+            )
 
     def _cost_key(self) -> tuple:
         return (self.score_method, self._check_score_settings())
@@ -431,17 +440,22 @@ class PAE(BaseAutoencoder):
 
         The K forward-mode Jacobian columns of every row come from one
         batched pass (:func:`~skprobae.models._posterior.jacobian_columns`).
-        The Hessian is factored as the posterior code does
-        (``_laplace_factor``); a row whose Hessian is not finite gets a NaN
-        score, with a warning.
+        ``log det H`` comes from the QR factor of the stacked whitened
+        Jacobian ``J`` (``H = J^T J = R^T R``), never from ``H`` itself:
+        forming ``H`` squares ``J``'s condition number, and where the decoder
+        is nearly flat in some directions and steep in others (shuttle's flow
+        tails) a Cholesky factor of ``H`` fails or loses every digit of the
+        small eigenvalues. ``J_b`` (a bijection's Jacobian) keeps ``R``
+        nonsingular. A row whose Jacobian is not finite gets a NaN score,
+        with a warning.
         """
         prior, sigma = self._prior, self._tensor(self.sigma_)
 
         def whitened_decoder_and_base(codes: Tensor) -> Tensor:
             return torch.cat([self._decode(codes) / sigma, prior.to_base(codes)[0].double()], dim=-1)
 
-        J = jacobian_columns(whitened_decoder_and_base, z)  # (n, d + K, K)
-        chol, usable = _laplace_factor(J.mT @ J)
+        J = jacobian_columns(whitened_decoder_and_base, z).double()  # (n, d + K, K)
+        usable = torch.isfinite(J).all(-1).all(-1)
         if not usable.all():
             warnings.warn(
                 f"PAE: the Laplace Hessian of {int((~usable).sum())} row(s) is not finite (the decoder or the flow "
@@ -449,7 +463,8 @@ class PAE(BaseAutoencoder):
                 RuntimeWarning,
                 stacklevel=2,
             )
-        log_det = 2 * chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+        R = torch.linalg.qr(torch.where(usable[:, None, None], J, 0.0), mode="r").R
+        log_det = 2 * R.diagonal(dim1=-2, dim2=-1).abs().log().sum(-1)
         return torch.where(usable, 0.5 * z.shape[-1] * LOG_2PI - 0.5 * log_det, torch.nan)
 
     def _scores(self, x: Tensor, steps: int | None = None) -> Tensor:

@@ -191,3 +191,25 @@ def test_mixture_variance_law_of_total_variance():
     family = make_distribution("normal", 1, n_mixtures=2)
     params = torch.tensor([[0.0, 0.0, -1.0, 1.0]])  # equal weights, means -1 and 1, unit variances
     np.testing.assert_allclose(family.variance(params), [[2.0]])
+
+
+def test_register_distribution_refuses_a_taken_name_unless_asked():
+    from skprobae.distributions import _REGISTRY, register_distribution
+
+    builtin = _REGISTRY["normal_diag"]
+    with pytest.raises(ValueError, match=r"'normal_diag' is already registered \(a built-in family\); pass overwrite"):
+        register_distribution("normal_diag", lambda n_features, image_shape=None: None)
+    assert _REGISTRY["normal_diag"] is builtin
+    with pytest.raises(TypeError, match="factory must be callable"):
+        register_distribution("_test_family", "normal_diag")
+    with pytest.raises(ValueError, match="non-empty string"):
+        register_distribution("", builtin)
+    try:
+        register_distribution("_test_family", builtin)
+        with pytest.raises(ValueError, match="by an earlier call"):
+            register_distribution("_test_family", builtin)
+        replacement = _REGISTRY["t_diag"]
+        register_distribution("_test_family", replacement, overwrite=True)
+        assert make_distribution("_test_family", 3).__class__ is make_distribution("t_diag", 3).__class__
+    finally:
+        _REGISTRY.pop("_test_family", None)

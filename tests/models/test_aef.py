@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 from scipy.stats import norm
 from sklearn.datasets import load_digits
 
@@ -151,7 +152,8 @@ def test_methods_shapes(digits01):
     X_rec, std = aef.reconstruct(digits01[:7], return_std=True)
     assert X_rec.shape == std.shape == (7, 64) and (std > 0).all()
     assert aef.residual_scale_.shape == (64,)
-    assert set(np.unique(aef.predict(digits01))) <= {-1, 1}
+    # Outliers are the rows below the training quantile offset_, as IsolationForest labels them.
+    np.testing.assert_array_equal(aef.predict(digits01), np.where(aef.score_samples(digits01) < aef.offset_, -1, 1))
     assert np.mean(aef.predict(digits01) == -1) == pytest.approx(0.1, abs=0.02)
 
 
@@ -189,3 +191,16 @@ def test_custom_networks():
     model = AEF(encoder=torch.nn.Linear, decoder=torch.nn.Linear, **FAST).fit(X)
     assert model.net_.module_.decoder.out_features == 64
     assert np.isfinite(model.score_samples(X[:10])).all()
+
+
+def test_a_proposal_scale_search_with_no_finite_estimate_raises(digits01):
+    from unittest import mock
+
+    from skprobae.nn import AEFModule
+
+    def nan_estimate(self, x, noise, scale):
+        return torch.full((len(x),), torch.nan, dtype=torch.float64)
+
+    with mock.patch.object(AEFModule, "importance_log_prob", nan_estimate):
+        with pytest.raises(FloatingPointError, match="not finite at any proposal scale"):
+            AEF(**FAST).fit(digits01)

@@ -77,6 +77,58 @@ def test_laplace_matches_dense_autograd_reference(pae, images):
     np.testing.assert_allclose(model.set_params(inference_dtype="float32").score_samples(X_test[:3]), got, rtol=1e-4)
 
 
+def test_laplace_log_determinant_survives_an_ill_conditioned_hessian(pae, images):
+    """A decoder steep along one oblique direction and flat in the others, with a tiny noise scale.
+
+    H = J^T J then has a condition number near 1e32: a Cholesky factor of H fails (and a jittered
+    one is off by ~40 nats); the QR factor of J keeps the small eigenvalues. Reference: the
+    determinant of J^T J in 80-digit arithmetic (mpmath).
+    """
+    import mpmath
+
+    _, X_test = images
+    model = copy.deepcopy(pae).set_params(score_method="laplace", inference_dtype="float64")
+    model._sync_modules()  # the float64 networks, as a public call would
+    first = model._module.decoder[0]
+    with torch.no_grad():
+        first.weight.copy_(first.weight[:, :1] * torch.tensor([[1.0, 2.0, 3.0, 4.0]]) / 30**0.5)
+    model.sigma_ = np.full(X_test.shape[1], 1e-12)
+    z = model._map_codes(torch.tensor(X_test[:3]), 0)
+    got = model._laplace_term(z).numpy()
+    prior, sigma = model._prior, torch.tensor(model.sigma_)
+    mpmath.mp.dps = 80
+    for i in range(3):
+        J_g = torch.autograd.functional.jacobian(lambda c: model._decode(c[None])[0], z[i]) / sigma[:, None]
+        J_b = torch.autograd.functional.jacobian(lambda c: prior.to_base(c[None])[0][0], z[i])
+        J = torch.cat([J_g, J_b])
+        assert torch.linalg.cholesky_ex(J.T @ J).info != 0  # the case being tested
+        exact = mpmath.matrix(J.tolist())
+        expected = 2 * math.log(2 * math.pi) - 0.5 * float(mpmath.log(mpmath.det(exact.T * exact)))
+        assert got[i] == pytest.approx(expected, abs=1e-8)
+
+
+def test_laplace_fit_runs_the_map_search_once_per_block(images):
+    """The offsets of all four score methods come from one MAP pass (it used to run a second time for 'laplace')."""
+    from unittest import mock
+
+    calls = {"map": 0, "laplace": 0}
+    map_codes, laplace_term = PAE._map_codes, PAE._laplace_term
+
+    def counted_map(self, x, steps):
+        calls["map"] += steps > 0
+        return map_codes(self, x, steps)
+
+    def counted_laplace(self, z):
+        calls["laplace"] += 1
+        return laplace_term(self, z)
+
+    params = {**FAST, "max_epochs": 2, "flow_max_epochs": 2, "score_method": "laplace", "map_steps": 3}
+    with mock.patch.object(PAE, "_map_codes", counted_map), mock.patch.object(PAE, "_laplace_term", counted_laplace):
+        model = PAE(**params).fit(images[0][:300])
+    assert calls["laplace"] >= 1 and calls["map"] == calls["laplace"]
+    assert set(model.offsets_) == {(m, 3) for m in ("combined", "latent", "reconstruction", "laplace")}
+
+
 def test_sigma_is_held_out_rms_reconstruction_error(pae, images):
     X_train, _ = images
     order = check_random_state(0).permutation(len(X_train))
@@ -112,8 +164,11 @@ def test_outliers_are_flagged(pae, images):
 
 
 def test_history_of_both_stages(pae):
-    assert len(pae.history_) == pae.n_iter_ >= 1
-    assert np.isfinite(pae.flow_history_[:, "valid_loss"]).all()
+    # Each stage trained (its held-out loss fell) within its own epoch budget.
+    for history, budget in ((pae.history_, FAST["max_epochs"]), (pae.flow_history_, FAST["flow_max_epochs"])):
+        valid = np.asarray(history[:, "valid_loss"])
+        assert np.isfinite(valid).all() and 1 <= len(valid) <= budget
+        assert valid.min() < valid[0]
 
 
 def test_reproducible_and_picklable(pae, images):
@@ -123,6 +178,13 @@ def test_reproducible_and_picklable(pae, images):
     restored = pickle.loads(pickle.dumps(pae))
     np.testing.assert_array_equal(restored.score_samples(X_test), pae.score_samples(X_test))
     np.testing.assert_array_equal(restored.sample(3, random_state=1), pae.sample(3, random_state=1))
+
+
+@pytest.mark.parametrize("n_samples", [1, 2, 5])
+def test_too_few_rows_for_the_latent_flow_raise_instead_of_scoring_minus_1e40(images, n_samples):
+    # These fits used to succeed silently and score held-out rows near -1e41.
+    with pytest.raises(ValueError, match=rf"more of them than n_components=4; got n_samples={n_samples}"):
+        PAE(**{**FAST, "max_epochs": 1}).fit(images[0][:n_samples])
 
 
 @pytest.mark.parametrize(("flow", "expected"), [("auto", "RealNVP"), ("maf", "MAF"), ("nsf", "NSF")])

@@ -178,3 +178,13 @@ def test_ill_conditioned_laplace_precision_gives_finite_draws():
     )
     mean, std = posterior.moments()
     assert torch.isfinite(mean).all() and torch.isfinite(std).all()
+
+
+def test_a_row_with_no_usable_posterior_mode_warns_with_the_count(digits_pae):
+    pae, X = digits_pae
+    X_missing = X[:5].copy()
+    X_missing[:, :32] = np.nan
+    X_missing[2, 40] = 1e200  # every MAP start overflows on this row: no mode, no Laplace factor
+    with pytest.warns(RuntimeWarning, match=r"no posterior mode could be found for 1 row\(s\)"):
+        filled = pae.impute(X_missing)
+    assert np.isfinite(filled).all()
