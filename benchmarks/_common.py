@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -10,6 +11,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -45,8 +47,33 @@ def git_revision() -> str:
     return rev.stdout.strip() + (f" (skprobae/ has {len(changed)} uncommitted changes)" if changed else "")
 
 
+def check_device(device: str) -> str:
+    """``device`` if it is ``"cpu"`` or a usable ``"cuda"`` / ``"cuda:N"``; an ``argparse`` type for ``--device``."""
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        parsed = None
+    if parsed is None or parsed.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"expected 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(
+                f"{device!r} requested but CUDA is not available here (torch {torch.__version__}, "
+                "torch.cuda.is_available() is False); use --device cpu"
+            )
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(
+                f"{device!r} requested but only {torch.cuda.device_count()} CUDA device(s) are visible"
+            )
+    return device
+
+
 def machine_description(device: str = "cpu") -> str:
-    gpu = f" ({torch.cuda.get_device_name(0)})" if device.startswith("cuda") and torch.cuda.is_available() else ""
+    gpu = (
+        f" ({torch.cuda.get_device_name(torch.device(device))})"
+        if device.startswith("cuda") and torch.cuda.is_available()
+        else ""
+    )
     return (
         f"{platform.platform()}, os.cpu_count()={os.cpu_count()}, torch {torch.__version__} "
         f"(get_num_threads()={torch.get_num_threads()}), device {device}{gpu}, Python {platform.python_version()}"
@@ -76,6 +103,31 @@ def run_details(elapsed_s: float, device: str = "cpu", extra_packages: tuple[str
             f"- Commit: {git_revision()}",
         ]
     )
+
+
+def matmul_rate(threads: int, device: str = "cpu") -> float:
+    """Float32 FLOP/s of a 2048 x 512 by 512 x 512 product on ``device`` (the shape of a batched MLP layer).
+
+    Sets torch's CPU threads to ``threads``. On a GPU it waits for the products to finish before reading the clock.
+    The operands come from a private generator: torch's global random stream is left as it was.
+    """
+    torch.set_num_threads(threads)
+    generator = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(2048, 512, device=device, generator=generator)
+    b = torch.randn(512, 512, device=device, generator=generator)
+
+    def sync() -> None:
+        if a.is_cuda:
+            torch.cuda.synchronize(a.device)
+
+    for _ in range(5):
+        a @ b
+    sync()
+    start, n = time.perf_counter(), 50
+    for _ in range(n):
+        a @ b
+    sync()
+    return 2 * 2048 * 512 * 512 * n / (time.perf_counter() - start)
 
 
 def run_python(python: str, args: list[str], env: dict | None = None, json_output: bool = True) -> dict:

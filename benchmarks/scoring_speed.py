@@ -40,8 +40,7 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-from _common import OUTPUT_HELP, markdown_table, report_path, run_details, run_python, write_report
+from _common import OUTPUT_HELP, markdown_table, matmul_rate, report_path, run_details, run_python, write_report
 
 from skprobae.datasets import DATA_ENV
 
@@ -95,18 +94,6 @@ CASES = [
     ("AEF", "mnist"),
 ]
 CONV_ROWS = 64  # rows per call for the conv models on MNIST (a float64 conv VAE scores about a row per second)
-
-
-def matmul_rate(threads: int) -> float:
-    """Float32 FLOP/s of a 2048 x 512 by 512 x 512 product on this machine (the shape of a batched MLP layer)."""
-    torch.set_num_threads(threads)
-    a, b = torch.randn(2048, 512), torch.randn(512, 512)
-    for _ in range(5):
-        a @ b
-    start, n = time.perf_counter(), 50
-    for _ in range(n):
-        a @ b
-    return 2 * 2048 * 512 * 512 * n / (time.perf_counter() - start)
 
 
 def run(python: str, model: str, data: str, args: argparse.Namespace) -> dict:
