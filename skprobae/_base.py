@@ -77,6 +77,9 @@ SUM_CHUNK_ROWS = 65_536
 _ROW_COSTS: dict[tuple, RowCost] = {}  # measured costs by model structure and computation (oldest dropped first)
 _ROW_COSTS_SIZE = 512
 
+INTERRUPTED_OFFSET_ROWS = 256
+"""Training rows scored for ``offset_`` after a KeyboardInterrupt, so that the fit ends within seconds."""
+
 OFFSET_FLOPS = 2e11
 """Scoring work (FLOPs) the ``offset_`` subsample may cost, about two seconds on one CPU core."""
 
@@ -146,6 +149,12 @@ class Split:
     def held_out(self) -> np.ndarray:
         """Rows a held-out quantity is measured on: the validation rows, else the training rows."""
         return self.valid if len(self.valid) else self.fit_rows
+
+
+def forget_fitted_attributes(estimator: BaseEstimator) -> None:
+    """Back to unfitted: drop every fitted attribute (a fit that did not finish leaves none behind)."""
+    for name in [n for n in vars(estimator) if n.endswith("_") and not n.startswith("__")]:
+        delattr(estimator, name)
 
 
 _SCALE_LIMIT = 1e3
@@ -220,6 +229,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
     }
 
     _stage = "autoencoder"  # label of the main training stage in progress bars and summaries
+    _final_stage = "autoencoder"  # the last training stage: an interrupt there still leaves a fitted model
 
     # ------------------------------------------------------------------ hooks
     def _build_module(self, X: np.ndarray) -> nn.Module:
@@ -437,6 +447,23 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
         self : object
             The fitted estimator.
         """
+        self._interrupted_net = None
+        try:
+            self._fit(X)
+        except KeyboardInterrupt:
+            self._forget_fit()
+            raise
+        if self._interrupted_net is not None:
+            warnings.warn(
+                f"{type(self).__name__}: training was interrupted: {self._interrupted_net.stop_summary()} The model "
+                f"is fitted from those weights (offset_ from at most {INTERRUPTED_OFFSET_ROWS} training rows).",
+                UserWarning,
+                stacklevel=2,
+            )
+            self._interrupted_net = None
+        return self
+
+    def _fit(self, X) -> None:
         X = self._validate_params_and_data(X)
         rng = check_random_state(self.random_state)
         split = self._split(len(X), rng)
@@ -455,7 +482,9 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
         self._n_features_out = self.n_components
         self._fit_rest(X, split, rng)
         self._fit_offset(X, rng)
-        return self
+
+    def _forget_fit(self) -> None:
+        forget_fitted_attributes(self)
 
     def _check_fit_settings(self, X: np.ndarray, split: Split) -> None:
         """Reject settings that cannot fit ``X`` with ``split``, before any training; nothing by default."""
@@ -547,6 +576,12 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
                 net.fit(RowData(source, split.train))
         if self.verbose:
             print(net.stop_summary())
+        if net.interrupted_epoch_ is not None:
+            if stage != self._final_stage or getattr(self, "_interrupt_raises", False):
+                # Later stages would need the rest of the fit: one Ctrl-C ends it, leaving nothing half-fitted.
+                owner = type(self).__name__
+                raise KeyboardInterrupt(f"{owner}: fit interrupted in the {stage}; the model is not fitted.")
+            self._interrupted_net = net
         self._prepare_net(net)
         return net
 
@@ -781,6 +816,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
     def _offset_rows(self, X: np.ndarray, rng: np.random.RandomState) -> np.ndarray | None:
         """Training rows scored for ``offset_`` (None: all), by :data:`OFFSET_ROWS` and :data:`OFFSET_FLOPS`."""
         low, high = OFFSET_ROWS
+        if getattr(self, "_interrupted_net", None) is not None:
+            low = high = INTERRUPTED_OFFSET_ROWS  # the user asked to stop: a quick, coarser quantile
         if len(X) <= low:
             return None
         cost = self._row_cost("score_samples", self._log_density, X[:1], self._score_steps())

@@ -68,6 +68,10 @@ class ClipGradNorm(Callback):
         torch.nn.utils.clip_grads_with_norm_(params, self.max_norm, total)
 
 
+class _EarlyStop(KeyboardInterrupt):
+    """How :class:`KeepBest` ends skorch's loop (skorch ends it on a KeyboardInterrupt): not a user's interrupt."""
+
+
 class KeepBest(Callback):
     """Stop after ``patience`` epochs without an improvement of ``monitor`` by ``threshold``; keep the best weights.
 
@@ -99,10 +103,10 @@ class KeepBest(Callback):
             self.misses_ += 1
         if self.misses_ == self.patience:
             self.stopped_early_ = True
-            raise KeyboardInterrupt  # skorch's way of ending the training loop
+            raise _EarlyStop  # skorch's way of ending the training loop
 
     def on_train_end(self, net, **kwargs):
-        if self.best_weights_ is not None and self.best_epoch_ != net.history[-1, "epoch"]:
+        if self.best_weights_ is not None and (not net.history or self.best_epoch_ != net.history[-1, "epoch"]):
             net.module_.load_state_dict(self.best_weights_)
 
 
@@ -180,6 +184,23 @@ class LikelihoodNet(NeuralNet):
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         return self.module_.loss(y_pred, X)
+
+    def fit_loop(self, *args, **kwargs):
+        """skorch's loop; a user's KeyboardInterrupt is recorded in ``interrupted_epoch_`` (skorch swallows it).
+
+        The row of the epoch in progress (no ``dur`` yet: it did not finish)
+        is dropped from the history, so every row of it is a whole epoch.
+        """
+        self.interrupted_epoch_ = None
+        try:
+            return super().fit_loop(*args, **kwargs)
+        except _EarlyStop:
+            raise
+        except KeyboardInterrupt:
+            self.interrupted_epoch_ = len(self.history)
+            if self.history and "dur" not in self.history[-1]:
+                self.history.pop()
+            raise
 
     def _set_training(self, training=True):
         # Switching modes walks every submodule (a zuko flow has hundreds): do it only on a change.
@@ -286,13 +307,18 @@ class LikelihoodNet(NeuralNet):
         """One line: where training of this stage stopped, why, and which epoch's weights were kept."""
         epochs = len(self.history)
         keep = dict(self.callbacks_).get("keep_best")
-        if keep is not None and keep.stopped_early_:
+        interrupted = getattr(self, "interrupted_epoch_", None)
+        if interrupted is not None:
+            why = f"interrupted (KeyboardInterrupt) in epoch {interrupted} of {self.max_epochs}"
+        elif keep is not None and keep.stopped_early_:
             why = f"stopped at epoch {epochs}: {keep.monitor} did not improve by {keep.threshold:g} for {keep.patience}"
             why += " epochs"
         else:
             why = f"ran all {epochs} epochs"
         if keep is not None and keep.best_epoch_:
             kept = f"kept epoch {keep.best_epoch_} ({keep.monitor} {keep.best_score_:.6g})"
+        elif not epochs:
+            kept = "kept the weights of the unfinished first epoch"
         else:
             monitor = "valid_loss" if "valid_loss" in self.history[-1] else "train_loss"
             kept = f"kept the last epoch ({monitor} {self.history[-1, monitor]:.6g})"

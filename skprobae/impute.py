@@ -10,6 +10,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._base import forget_fitted_attributes
 from .flows import FLOW_NAMES
 from .models import PAE
 
@@ -205,6 +206,14 @@ class PAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         -------
         self : PAEImputer
         """
+        try:
+            return self._fit(X)
+        except KeyboardInterrupt:
+            # Fitting runs in rounds, each with its own posterior pass: an interrupt leaves nothing half-fitted.
+            forget_fitted_attributes(self)
+            raise
+
+    def _fit(self, X) -> PAEImputer:
         X = validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan")
         missing = np.isnan(X)
         observed_any = ~missing.all(axis=0)
@@ -224,7 +233,9 @@ class PAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         hidden = missing | held_out
         filled = np.where(hidden, 0.0, Z)
         for round_ in range(self.n_rounds):
-            self.pae_ = self._make_pae(int(rng.randint(np.iinfo(np.int32).max))).fit(filled)
+            pae = self._make_pae(int(rng.randint(np.iinfo(np.int32).max)))
+            pae._interrupt_raises = True  # an interrupted round is not a fitted imputer
+            self.pae_ = pae.fit(filled)
             if round_ < self.n_rounds - 1 and hidden.any():
                 filled = self._posterior_mean(Z_train, return_std=False)
         self.shrinkage_, self.std_scale_ = np.ones(X.shape[1]), np.ones(X.shape[1])

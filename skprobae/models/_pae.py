@@ -162,6 +162,8 @@ class PAE(BaseAutoencoder):
     (3,)
     """
 
+    _final_stage = "latent flow"
+
     _parameter_constraints: dict = {
         **BaseAutoencoder._parameter_constraints,
         "distribution": [StrOptions(DISTRIBUTION_NAMES)],
