@@ -20,6 +20,7 @@ depend on the other rows.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -89,6 +90,9 @@ def _laplace_factor(hessian: Tensor) -> tuple[Tensor, Tensor]:
     return chol, torch.ones(hessian.shape[:-2], dtype=torch.bool, device=hessian.device)
 
 
+_FORWARD_AD_LOCK = threading.Lock()
+
+
 def jacobian_columns(fn: Callable[[Tensor], Tensor], u: Tensor) -> Tensor:
     """``d fn / d u`` at every row of ``u`` (..., K): all K forward-mode columns in one batched pass, (..., d, K).
 
@@ -98,7 +102,9 @@ def jacobian_columns(fn: Callable[[Tensor], Tensor], u: Tensor) -> Tensor:
     K = u.shape[-1]
     tangents = torch.eye(K, dtype=u.dtype, device=u.device).reshape(K, *([1] * (u.dim() - 1)), K)
     repeated = u.detach().unsqueeze(0).expand(K, *u.shape).contiguous()
-    with torch.no_grad():
+    # torch's forward-AD levels are process-wide: two threads inside jvp at once delete each other's level
+    # ("Trying to access a forward AD level with an invalid index"), so jvp runs one thread at a time.
+    with _FORWARD_AD_LOCK, torch.no_grad():
         _, columns = jvp(fn, (repeated,), (tangents.expand_as(repeated).contiguous(),))
     return columns.movedim(0, -1)
 
