@@ -865,6 +865,29 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
         """
         return np.where(self.decision_function(X) < 0, -1, 1)
 
+    # ------------------------------------------------------------ persistence
+    def __getstate__(self) -> dict:
+        from ._version import stamp_state
+
+        return stamp_state(super().__getstate__())
+
+    def __setstate__(self, state: dict) -> None:
+        from ._version import check_state
+
+        super().__setstate__(check_state(type(self).__name__, state))
+
+    def save(self, path) -> None:
+        """Save this estimator to one file without pickle; the same as :func:`skprobae.save`.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The file to write; :func:`skprobae.load` reads it back.
+        """
+        from .persistence import save
+
+        save(self, path)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False

@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 
 from sklearn.base import BaseEstimator
+from torch import nn
 
 import skprobae
 from skprobae._base import BaseAutoencoder
@@ -40,3 +41,14 @@ def small(cls: type, **params) -> BaseEstimator:
     """``cls`` with the :data:`SMALL` settings it takes, and ``params``."""
     accepted = cls().get_params()
     return cls(**{k: v for k, v in SMALL.items() if k in accepted}, **params)
+
+
+class TinyNetwork(nn.Module):
+    """A custom encoder or decoder importable by path (``skprobae._testing:TinyNetwork``), for persistence tests."""
+
+    def __init__(self, n_in: int, n_out: int, hidden: int = 8):
+        super().__init__()
+        self.layers = nn.Sequential(nn.Linear(n_in, hidden), nn.Tanh(), nn.Linear(hidden, n_out))
+
+    def forward(self, x):
+        return self.layers(x)

@@ -265,6 +265,29 @@ class PAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         filled = np.where(np.isnan(X), self.shrinkage_ * filled * self.scale_ + self.mean_, X)
         return (filled, self.std_scale_ * std * self.scale_) if return_std else filled
 
+    # ------------------------------------------------------------ persistence
+    def __getstate__(self) -> dict:
+        from ._version import stamp_state
+
+        return stamp_state(super().__getstate__())
+
+    def __setstate__(self, state: dict) -> None:
+        from ._version import check_state
+
+        super().__setstate__(check_state(type(self).__name__, state))
+
+    def save(self, path) -> None:
+        """Save this estimator to one file without pickle; the same as :func:`skprobae.save`.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The file to write; :func:`skprobae.load` reads it back.
+        """
+        from .persistence import save
+
+        save(self, path)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
