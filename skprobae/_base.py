@@ -543,29 +543,16 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
             source = training_source(X, device) if isinstance(X, np.ndarray) else X.to(device)
             cost = self._training_cost(module, X.shape[1], device)
             valid = RowData(source, split.valid) if len(split.valid) else None
-            net = LikelihoodNet(
+            net = self._make_net(
                 module,
-                criterion=nn.Identity,  # unused: LikelihoodNet.get_loss asks the module
-                optimizer=torch.optim.Adam,
-                optimizer__weight_decay=self.weight_decay,
-                **({"optimizer__fused": True} if torch.device(device).type in ("cpu", "cuda") else {}),
-                lr=learning_rate,
-                max_epochs=max_epochs,
-                batch_size=batch_size,
-                iterator_train=RowBatches,
-                iterator_train__shuffle=True,
-                iterator_train__generator=torch.Generator().manual_seed(seed),
-                iterator_train__device=device,
-                iterator_valid=RowBatches,
-                iterator_valid__batch_size=block_rows(cost, device),
-                iterator_valid__device=device,
-                train_split=predefined_split(valid) if valid is not None else None,
-                callbacks=self._callbacks(stage, max_epochs, valid is not None),
-                device=device,
-                verbose=self.verbose,
-                owner=type(self).__name__,
                 stage=stage,
-                mixed_precision=MIXED_PRECISIONS.get(self.mixed_precision),
+                max_epochs=max_epochs,
+                learning_rate=learning_rate,
+                batch_size=batch_size,
+                device=device,
+                valid=valid,
+                valid_batch_size=block_rows(cost, device),
+                seed=seed,
             )
             threads = choose_threads(self.n_threads, 3 * cost.flops * min(batch_size, len(split.train) or 1))
             remedy = (
@@ -574,6 +561,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
             )
             with torch_threads(threads), _explain_out_of_memory(type(self).__name__, f"training the {stage}", remedy):
                 net.fit(RowData(source, split.train))
+        net.train_split = None  # it holds the training data: a fitted model must not carry (or pickle) it
         if self.verbose:
             print(net.stop_summary())
         if net.interrupted_epoch_ is not None:
@@ -584,6 +572,52 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
             self._interrupted_net = net
         self._prepare_net(net)
         return net
+
+    def _make_net(
+        self,
+        module: nn.Module,
+        *,
+        stage: str,
+        max_epochs: int,
+        learning_rate: float,
+        batch_size: int,
+        device: str,
+        valid: RowData | None = None,
+        valid_batch_size: int | None = None,
+        seed: int = 0,
+        has_validation: bool | None = None,
+    ) -> LikelihoodNet:
+        """The skorch net of one training stage (also what :func:`skprobae.load` wraps restored modules in).
+
+        ``valid`` is the validation data (None: none); ``has_validation``
+        overrides what the callbacks monitor when there is no data to give
+        (a restored net).
+        """
+        has_validation = valid is not None if has_validation is None else has_validation
+        return LikelihoodNet(
+            module,
+            criterion=nn.Identity,  # unused: LikelihoodNet.get_loss asks the module
+            optimizer=torch.optim.Adam,
+            optimizer__weight_decay=self.weight_decay,
+            **({"optimizer__fused": True} if torch.device(device).type in ("cpu", "cuda") else {}),
+            lr=learning_rate,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            iterator_train=RowBatches,
+            iterator_train__shuffle=True,
+            iterator_train__generator=torch.Generator().manual_seed(seed),
+            iterator_train__device=device,
+            iterator_valid=RowBatches,
+            **({"iterator_valid__batch_size": valid_batch_size} if valid_batch_size else {}),
+            iterator_valid__device=device,
+            train_split=predefined_split(valid) if valid is not None else None,
+            callbacks=self._callbacks(stage, max_epochs, has_validation),
+            device=device,
+            verbose=self.verbose,
+            owner=type(self).__name__,
+            stage=stage,
+            mixed_precision=MIXED_PRECISIONS.get(self.mixed_precision),
+        )
 
     @staticmethod
     def _training_cost(module: nn.Module, n_features: int, device: str) -> RowCost:

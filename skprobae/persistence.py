@@ -62,9 +62,7 @@ from torch import nn
 
 from . import _version
 from ._base import BaseAutoencoder, resolve_device, torch_seeded
-from ._engine import MIXED_PRECISIONS, RowBatches
 from ._net import LikelihoodNet
-from .nn import FlowPrior
 
 __all__ = ["FORMAT_VERSION", "load", "save"]
 
@@ -99,7 +97,7 @@ def _build_autoencoder(estimator: BaseAutoencoder, n_features: int) -> nn.Module
 
 
 def _build_flow_prior(estimator: BaseAutoencoder, n_features: int) -> nn.Module:
-    return FlowPrior(estimator._make_flow(), noise=estimator.latent_noise)
+    return estimator._build_flow_prior()
 
 
 _NET_BUILDERS: dict[str, tuple[Callable[[BaseAutoencoder, int], nn.Module], str | None]] = {
@@ -454,23 +452,14 @@ class _Reader:
             ) from exc
         history = History(self.value(node["history"], f"{owner}.{name}.history"))
         has_validation = bool(history) and "valid_loss" in history[-1]
-        net = LikelihoodNet(
+        net = estimator._make_net(
             module,
-            criterion=nn.Identity,
-            optimizer=torch.optim.Adam,
-            optimizer__weight_decay=getattr(estimator, "weight_decay", 0.0),
-            lr=node["lr"],
-            max_epochs=node["max_epochs"],
-            batch_size=node["batch_size"],
-            iterator_train=RowBatches,
-            iterator_valid=RowBatches,
-            train_split=None,
-            callbacks=estimator._callbacks(node["stage"], node["max_epochs"], has_validation),
-            device="cpu",
-            verbose=estimator.verbose,
-            owner=owner,
             stage=node["stage"],
-            mixed_precision=MIXED_PRECISIONS.get(estimator.mixed_precision),
+            max_epochs=node["max_epochs"],
+            learning_rate=node["lr"],
+            batch_size=node["batch_size"],
+            device="cpu",
+            has_validation=has_validation,
         )
         net.initialize()
         net.history = history

@@ -124,3 +124,10 @@ def test_badly_scaled_tables_warn_at_fit(cls, data):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         small(cls).fit(data)  # unit-scale data: no warning
+
+
+def test_a_pickled_model_does_not_carry_its_training_data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50_000, 6)).astype(np.float32)  # 1.2 MB
+    model = small(ProbabilisticAutoencoder).set_params(max_epochs=1).fit(X)
+    assert len(pickle.dumps(model)) < 200_000  # the validation split used to stay on the net: 1.3 MB

@@ -291,6 +291,10 @@ class PAE(BaseAutoencoder):
             flow = copy.deepcopy(self.flow).float()
         return FlowAdapter(flow, self.n_components)
 
+    def _build_flow_prior(self) -> FlowPrior:
+        """The latent flow of stage 2, untrained (its codes are standardized after training)."""
+        return FlowPrior(self._make_flow(), noise=self.latent_noise)
+
     def _build_module(self, X: np.ndarray) -> Autoencoder:
         head = self._make_head(X.shape[1])
         return Autoencoder(*self._build_networks(X.shape[1], head), head)
@@ -331,7 +335,7 @@ class PAE(BaseAutoencoder):
 
     def _fit_latent_flow(self, standardized: np.ndarray, split: Split, rng: np.random.RandomState) -> None:
         self.flow_net_ = self._train_stage(
-            lambda: FlowPrior(self._make_flow(), noise=self.latent_noise),
+            self._build_flow_prior,
             standardized.astype(np.float32),
             split,
             seed=draw_seed(rng),
