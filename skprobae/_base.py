@@ -28,6 +28,7 @@ gets an error that says what to change.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import warnings
 from collections.abc import Callable, Iterator
@@ -85,8 +86,15 @@ OFFSET_FLOPS = 2e11
 
 
 def draw_seed(random_state) -> int:
-    """An integer seed from anything ``check_random_state`` accepts."""
-    return int(check_random_state(random_state).randint(_SEED_MAX))
+    """An integer seed from anything ``check_random_state`` accepts; anything else names ``random_state``."""
+    try:
+        generator = check_random_state(random_state)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"random_state must be None, an int in [0, 2**32 - 1] or a numpy RandomState; got {random_state!r} "
+            f"({error})."
+        ) from None
+    return int(generator.randint(_SEED_MAX))
 
 
 def torch_generator(random_state) -> torch.Generator:
@@ -327,8 +335,13 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
 
     @staticmethod
     def _check_temperature(temperature) -> float:
-        if not isinstance(temperature, Real) or isinstance(temperature, bool) or temperature <= 0:
-            raise ValueError(f"temperature must be a positive number, got {temperature!r}.")
+        if (
+            not isinstance(temperature, Real)
+            or isinstance(temperature, bool)
+            or not math.isfinite(temperature)
+            or temperature <= 0
+        ):
+            raise ValueError(f"temperature must be a positive finite number, got {temperature!r}.")
         return float(temperature)
 
     def _flatten_images(self, X: np.ndarray) -> np.ndarray:
@@ -741,6 +754,42 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
     def _network_input(self, x: Tensor) -> Tensor:
         return x.to(self._network_dtype)
 
+    def _finite(self, method: str, inputs: np.ndarray, result, *args, checked: int | None = None, **kwargs):
+        """``result`` of ``method(inputs, ...)``, its non-finite rows recomputed in float64, or a clear error.
+
+        float32 inference overflows on rows far outside the training data
+        (one entry near 1e20 gives a squared residual beyond 3.4e38); the
+        float64 networks (``inference_dtype="float64"``) score such rows
+        correctly. A row that is not finite even then raises. Only the first
+        ``checked`` parts of a tuple result must be finite (a Student-t
+        reconstruction std is infinite or NaN where ``df <= 2``, by design).
+        """
+        parts = result if isinstance(result, tuple) else (result,)
+        bad = np.zeros(len(inputs), dtype=bool)
+        for part in parts[:checked]:
+            bad |= ~np.isfinite(part.reshape(len(inputs), -1)).all(axis=1)
+        if not bad.any():
+            return result
+        owner, n_bad = type(self).__name__, int(bad.sum())
+        if self.inference_dtype != "float64":
+            exact = copy.deepcopy(self).set_params(inference_dtype="float64")
+            redone = getattr(exact, method)(inputs[bad], *args, **kwargs)
+            for part, fixed in zip(parts, redone if isinstance(redone, tuple) else (redone,), strict=True):
+                part[bad] = fixed
+            warnings.warn(
+                f"{owner}.{method}: float32 inference overflowed on {n_bad} row(s) (values far outside the "
+                "training data); they were recomputed with float64 networks.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return result
+        first = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"{owner}.{method}: the result is not finite for {n_bad} row(s) even with float64 networks (row {first}: "
+            f"max |value| = {np.abs(inputs[first]).max():.3g}); such rows are too far outside the training data "
+            "to score. Rescale X as the training data was scaled."
+        )
+
     def transform(self, X) -> np.ndarray:
         """Latent codes of ``X``.
 
@@ -753,7 +802,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
         Z : ndarray of shape (n_samples, n_components), float64
         """
         check_is_fitted(self)
-        return self._run("transform", self._encode, self._check_X(X))
+        X = self._check_X(X)
+        return self._finite("transform", X, self._run("transform", self._encode, X))
 
     def inverse_transform(self, Z) -> np.ndarray:
         """Point estimates of ``x`` decoded from codes ``Z``.
@@ -767,7 +817,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
         X : ndarray of shape (n_samples, n_features), float64
         """
         check_is_fitted(self)
-        return self._run("inverse_transform", self._decode, self._check_codes(Z))
+        Z = self._check_codes(Z)
+        return self._finite("inverse_transform", Z, self._run("inverse_transform", self._decode, Z))
 
     def reconstruct(self, X, return_std: bool = False):
         """Point estimate of ``x`` given ``x``, and optionally its per-feature standard deviation.
@@ -786,7 +837,9 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
         """
         check_is_fitted(self)
         kind = "reconstruct_std" if return_std else "reconstruct"
-        return self._run(kind, partial(self._reconstruct, return_std=bool(return_std)), self._check_X(X))
+        X = self._check_X(X)
+        result = self._run(kind, partial(self._reconstruct, return_std=bool(return_std)), X)
+        return self._finite("reconstruct", X, result, return_std=return_std, checked=1)
 
     def sample(self, n_samples: int = 1, random_state=None, temperature: float = 1.0) -> np.ndarray:
         """New rows: codes drawn from the latent prior, decoded.
@@ -830,7 +883,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
         scores : ndarray of shape (n_samples,), float64
         """
         check_is_fitted(self)
-        return self._score_samples(self._check_X(X))
+        X = self._check_X(X)
+        return self._finite("score_samples", X, self._score_samples(X))
 
     def score(self, X, y=None) -> float:
         """Mean of :meth:`score_samples`; ``GridSearchCV`` maximises it by default.

@@ -131,3 +131,16 @@ def test_a_pickled_model_does_not_carry_its_training_data():
     X = rng.normal(size=(50_000, 6)).astype(np.float32)  # 1.2 MB
     model = small(ProbabilisticAutoencoder).set_params(max_epochs=1).fit(X)
     assert len(pickle.dumps(model)) < 200_000  # the validation split used to stay on the net: 1.3 MB
+
+
+def test_rows_that_overflow_float32_are_recomputed_in_float64(fitted, data):
+    far = data[:4].astype(np.float64)
+    far[1, 0] = 1e20  # its squared residual overflows float32 (used to score -inf, or NaN in AEF)
+    exact = pickle.loads(pickle.dumps(fitted)).set_params(inference_dtype="float64")
+    with pytest.warns(RuntimeWarning, match=r"score_samples: float32 inference overflowed on 1 row\(s\)"):
+        scores = fitted.score_samples(far)
+    assert np.isfinite(scores).all() and scores[1] < -1e30
+    np.testing.assert_allclose(scores[1], exact.score_samples(far[1:2])[0], rtol=1e-6)
+    np.testing.assert_allclose(scores[[0, 2, 3]], fitted.score_samples(far[[0, 2, 3]]), rtol=1e-6)
+    for method in ("transform", "reconstruct"):  # finite either way (1e20 is within float32)
+        assert np.isfinite(getattr(fitted, method)(far)).all()
