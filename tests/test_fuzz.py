@@ -252,3 +252,47 @@ def _small_pae(train):
     if "pae" not in _PAE_CACHE:
         _PAE_CACHE["pae"] = small(PAE).fit(train)
     return _PAE_CACHE["pae"]
+
+
+@POSTERIOR_BUDGET
+@given(data=st.data())
+def test_imputer_fit_on_arbitrary_input(data):
+    X = data.draw(matrices(max_rows=60))
+    if isinstance(X, np.ndarray) and X.dtype.kind == "f" and X.size and data.draw(st.booleans()):
+        X = X.copy()
+        X.reshape(-1)[data.draw(st.integers(0, X.size - 1))] = np.nan  # a missing entry, what it is for
+    imputer = small(PAEImputer).set_params(max_epochs=1, flow_max_epochs=1, n_rounds=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            imputer.fit(X)
+        except FloatingPointError as error:
+            assert re.search(r"standardize X", str(error), re.IGNORECASE), str(error)
+            return
+        except (ValueError, TypeError) as error:
+            assert INFORMATIVE.search(str(error)), f"uninformative: {error}"
+            assert not TORCH_ERRORS.search(str(error)), f"raw torch error: {error}"
+            return
+        filled = imputer.transform(X)
+    assert filled.shape == np.shape(X) and np.isfinite(filled).all()
+
+
+@pytest.fixture(scope="module")
+def image_model():
+    from sklearn.datasets import load_digits
+
+    X = load_digits().data[:200] / 16
+    return small(ProbabilisticAutoencoder).set_params(architecture="conv", image_shape=(8, 8)).fit(X)
+
+
+@POSTERIOR_BUDGET
+@given(
+    leading=st.integers(1, 5),
+    shape=st.lists(st.integers(1, 10), min_size=1, max_size=3),
+    method=st.sampled_from(["score_samples", "transform", "reconstruct"]),
+)
+def test_image_models_on_arbitrarily_shaped_arrays(image_model, leading, shape, method):
+    X = np.random.default_rng(0).uniform(size=(leading, *shape))
+    out = _check_outcome(lambda: getattr(image_model, method)(X), leading)
+    if out is not None:  # only the shapes an 8 x 8 one-channel model can read
+        assert tuple(shape) in ((64,), (8, 8), (1, 8, 8))
