@@ -78,6 +78,33 @@ SUM_CHUNK_ROWS = 65_536
 _ROW_COSTS: dict[tuple, RowCost] = {}  # measured costs by model structure and computation (oldest dropped first)
 _ROW_COSTS_SIZE = 512
 
+RUNTIME_PARAMS = frozenset(
+    {
+        "batch_size",
+        "contamination",
+        "flow_batch_size",
+        "flow_learning_rate",
+        "flow_max_epochs",
+        "inference_dtype",
+        "learning_rate",
+        "map_learning_rate",
+        "map_steps",
+        "max_epochs",
+        "max_grad_norm",
+        "n_importance_samples",
+        "n_iter_no_change",
+        "n_posterior_samples",
+        "n_threads",
+        "random_state",
+        "score_method",
+        "validation_fraction",
+        "verbose",
+        "warm_start",
+        "weight_decay",
+    }
+)
+"""Parameters that ``warm_start`` / ``partial_fit`` may change between calls; any other change is refused."""
+
 INTERRUPTED_OFFSET_ROWS = 256
 """Training rows scored for ``offset_`` after a KeyboardInterrupt, so that the fit ends within seconds."""
 
@@ -230,6 +257,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "contamination": [Interval(Real, 0, 0.5, closed="right")],
+        "warm_start": ["boolean"],
         "encoder": [callable, None],
         "decoder": [callable, None],
         "encoder_kwargs": [dict, None],
@@ -448,6 +476,11 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
     def fit(self, X, y=None):
         """Train the model on ``X``.
 
+        With ``warm_start=True`` and a fitted model, training continues from
+        the current weights and optimizer state for ``max_epochs`` more
+        epochs (as ``MLPRegressor`` does); the fitted statistics are
+        recomputed on ``X``.
+
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
@@ -460,41 +493,126 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
         self : object
             The fitted estimator.
         """
+        return self._fit_guarded(X, "warm" if self.warm_start and hasattr(self, "net_") else "new")
+
+    def partial_fit(self, X, y=None):
+        """Train for one epoch on ``X``, continuing from the current model; the first call builds it.
+
+        For data larger than memory: feed it chunk by chunk (or through
+        ``dask_ml.wrappers.Incremental``). The optimizer state is kept
+        between calls; there is no validation split and no early stopping.
+        Fitted statistics that depend on the training rows are recomputed on
+        each chunk under the current weights (``offset_``, the noise and
+        latent statistics, AEF's proposal scale), except what accumulates
+        exactly over chunks (``n_samples_seen_``; PAE's ``feature_mean_`` and
+        ``feature_bounds_``) and what is fixed by the first call (the
+        importance-sampling draws, AEF's core features). A chunk of fewer than
+        two rows trains the networks but keeps the statistics of the previous
+        call. ``PAE`` trains its autoencoder one epoch on the chunk, then
+        standardizes the chunk's codes and trains its latent flow one epoch on
+        them.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            One chunk of training rows; the first chunk needs at least two
+            (``PAE``: more than ``n_components``).
+        y : ignored
+
+        Returns
+        -------
+        self : object
+        """
+        return self._fit_guarded(X, "partial" if hasattr(self, "net_") else "first_partial")
+
+    def _fit_guarded(self, X, mode: str):
+        """``_fit`` in ``mode``: nothing half-fitted after a KeyboardInterrupt, and a warning when one ended it."""
         self._interrupted_net = None
         try:
-            self._fit(X)
+            self._fit(X, mode)
         except KeyboardInterrupt:
             self._forget_fit()
             raise
-        if self._interrupted_net is not None:
+        finally:
+            interrupted = vars(self).pop("_interrupted_net", None)  # state of this fit only
+            vars(self).pop("_fit_mode", None)
+        if interrupted is not None:
             warnings.warn(
-                f"{type(self).__name__}: training was interrupted: {self._interrupted_net.stop_summary()} The model "
+                f"{type(self).__name__}: training was interrupted: {interrupted.stop_summary()} The model "
                 f"is fitted from those weights (offset_ from at most {INTERRUPTED_OFFSET_ROWS} training rows).",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-            self._interrupted_net = None
         return self
 
-    def _fit(self, X) -> None:
-        X = self._validate_params_and_data(X)
+    @property
+    def _continuing(self) -> bool:
+        """Whether this fit continues an existing model (``warm_start`` or a later ``partial_fit`` call)."""
+        return getattr(self, "_fit_mode", None) in ("warm", "partial")
+
+    @property
+    def _partial(self) -> bool:
+        return getattr(self, "_fit_mode", None) in ("partial", "first_partial")
+
+    def _fit(self, X, mode: str) -> None:
+        self._fit_mode = mode
+        if self._continuing:
+            self._check_same_structure()
+            self._validate_params()
+            X = self._check_X(X, reset=False)
+        else:
+            X = self._validate_params_and_data(X)
         rng = check_random_state(self.random_state)
-        split = self._split(len(X), rng)
-        self._check_fit_settings(X, split)
+        if self._partial:
+            if len(X) < 2 and not self._continuing:
+                raise ValueError(
+                    f"{type(self).__name__}: the first partial_fit call needs at least 2 rows to estimate the fitted "
+                    f"statistics; got n_samples={len(X)}."
+                )
+            split = Split(train=np.arange(len(X)), valid=np.arange(0))
+        else:
+            split = self._split(len(X), rng)
+        if not self._continuing:
+            self._check_fit_settings(X, split)
+        epochs = 1 if self._partial else self.max_epochs
         self.net_ = self._train_stage(
             partial(self._build_module, X),
             X,
             split,
             seed=draw_seed(rng),
             stage=self._stage,
-            max_epochs=self.max_epochs,
+            max_epochs=epochs,
             learning_rate=self.learning_rate,
+            existing=self.net_ if self._continuing else None,
         )
         self.history_ = self.net_.history
         self.n_iter_ = len(self.net_.history)
         self._n_features_out = self.n_components
+        seen = getattr(self, "n_samples_seen_", 0) if self._partial and self._continuing else 0
+        self.n_samples_seen_ = seen + len(X)
+        if self._partial and self._continuing and len(X) < 2:
+            return  # too few rows to re-estimate the statistics: keep the previous call's
         self._fit_rest(X, split, rng)
         self._fit_offset(X, rng)
+        self._structure = self._structure_params()
+
+    def _structure_params(self) -> dict:
+        """The parameters the fitted networks and statistics were built from (all but :data:`RUNTIME_PARAMS`)."""
+        return {k: v for k, v in self.get_params(deep=False).items() if k not in RUNTIME_PARAMS}
+
+    def _check_same_structure(self) -> None:
+        """``warm_start`` and ``partial_fit`` continue a model only with the parameters it was built with."""
+        built = getattr(self, "_structure", None)
+        if built is None:
+            return  # a model restored without the record (an older pickle): nothing to compare
+        current = self._structure_params()
+        changed = sorted(k for k in built.keys() | current.keys() if built.get(k) != current.get(k))
+        if changed:
+            what = ", ".join(f"{k}={built.get(k)!r} -> {current.get(k)!r}" for k in changed)
+            raise ValueError(
+                f"{type(self).__name__}: cannot continue training after set_params changed {what}; the fitted "
+                "networks were built with the old values. Call fit with warm_start=False to start over."
+            )
 
     def _forget_fit(self) -> None:
         forget_fitted_attributes(self)
@@ -540,8 +658,12 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
         max_epochs: int,
         learning_rate: float,
         batch_size: int | None = None,
+        existing: LikelihoodNet | None = None,
     ) -> LikelihoodNet:
         """Build a module under ``seed`` and train it on ``module.loss(module(X), X)``: one training stage.
+
+        With ``existing``, its module and optimizer state continue training
+        for ``max_epochs`` more epochs instead (``warm_start``, ``partial_fit``).
 
         Batch size (unless given), weight decay, early stopping, clipping,
         precision, threads and verbosity come from the estimator's parameters. The rows are read
@@ -552,28 +674,38 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
         device = resolve_device(self.device)
         batch_size = batch_size or self.batch_size
         with torch_seeded(seed, device):
-            module = build_module()
+            if existing is None:
+                module = build_module()
+            else:
+                module = existing.module_.to(device=device, dtype=torch.float32)  # back to the training dtype
             source = training_source(X, device) if isinstance(X, np.ndarray) else X.to(device)
             cost = self._training_cost(module, X.shape[1], device)
             valid = RowData(source, split.valid) if len(split.valid) else None
-            net = self._make_net(
-                module,
-                stage=stage,
-                max_epochs=max_epochs,
-                learning_rate=learning_rate,
-                batch_size=batch_size,
-                device=device,
-                valid=valid,
-                valid_batch_size=block_rows(cost, device),
-                seed=seed,
-            )
+            if existing is None:
+                net = self._make_net(
+                    module,
+                    stage=stage,
+                    max_epochs=max_epochs,
+                    learning_rate=learning_rate,
+                    batch_size=batch_size,
+                    device=device,
+                    valid=valid,
+                    valid_batch_size=block_rows(cost, device),
+                    seed=seed,
+                )
+            else:
+                rows = block_rows(cost, device)
+                net = self._continue_net(existing, valid, learning_rate, batch_size, rows, device, max_epochs)
             threads = choose_threads(self.n_threads, 3 * cost.flops * min(batch_size, len(split.train) or 1))
             remedy = (
                 f"Lower the batch size (now {batch_size}); the training data stays in host memory when it is a "
                 "memory-mapped array (np.memmap or np.load(..., mmap_mode='r'))."
             )
             with torch_threads(threads), _explain_out_of_memory(type(self).__name__, f"training the {stage}", remedy):
-                net.fit(RowData(source, split.train))
+                if existing is None:
+                    net.fit(RowData(source, split.train))
+                else:
+                    net.partial_fit(RowData(source, split.train), epochs=max_epochs)
         net.train_split = None  # it holds the training data: a fitted model must not carry (or pickle) it
         if self.verbose:
             print(net.stop_summary())
@@ -584,6 +716,35 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
                 raise KeyboardInterrupt(f"{owner}: fit interrupted in the {stage}; the model is not fitted.")
             self._interrupted_net = net
         self._prepare_net(net)
+        return net
+
+    def _continue_net(
+        self,
+        net: LikelihoodNet,
+        valid: RowData | None,
+        learning_rate: float,
+        batch_size: int,
+        valid_batch_size: int,
+        device: str,
+        max_epochs: int,
+    ) -> LikelihoodNet:
+        """Point a trained net at new data and the current settings, keeping its optimizer state.
+
+        skorch's ``set_params`` would re-initialize the optimizer, so the
+        attributes are set directly; the callbacks (early stopping, clipping,
+        progress) are rebuilt from the current parameters.
+        """
+        net.callbacks = self._callbacks(net.stage, max_epochs, valid is not None)
+        net.initialize_callbacks()
+        net.train_split = predefined_split(valid) if valid is not None else None
+        net.batch_size = batch_size
+        net.iterator_valid__batch_size = valid_batch_size
+        net.iterator_train__device = net.iterator_valid__device = device
+        net.device = device
+        net.lr = learning_rate
+        for group in net.optimizer_.param_groups:
+            group["lr"] = learning_rate
+            group["weight_decay"] = self.weight_decay
         return net
 
     def _make_net(

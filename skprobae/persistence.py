@@ -70,6 +70,8 @@ FORMAT_VERSION = 1
 """Version of the file layout written by :func:`save`; :func:`load` reads this version and older ones."""
 
 _META, _WEIGHTS, _ARRAYS = "skprobae.json", "weights.safetensors", "arrays.safetensors"
+# State that lives only during a fit, or is derived from the parameters at load.
+_TRANSIENT = frozenset({"_fit_mode", "_interrupted_net", "_interrupt_raises", "_structure"})
 _FORMAT = "skprobae"
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed member timestamps: the same model gives the same bytes
 # The keys that mark a JSON object as an encoded value (a dict that uses them as keys is stored as pairs).
@@ -134,7 +136,7 @@ class _Writer:
                 f"{cls.__module__}.{cls.__qualname__}; persist it with joblib.dump or pickle instead."
             )
         params = estimator.get_params(deep=False)
-        state = {key: value for key, value in vars(estimator).items() if key not in params}
+        state = {key: value for key, value in vars(estimator).items() if key not in params and key not in _TRANSIENT}
         nets = {key: value for key, value in state.items() if isinstance(value, LikelihoodNet)}
         histories = {id(net.history): key for key, net in nets.items()}
         return {
@@ -417,6 +419,8 @@ class _Reader:
         vars(estimator).update(nets)
         for key, net_name in histories.items():
             setattr(estimator, key, nets[net_name].history)
+        if nets and hasattr(estimator, "_structure_params"):  # what warm_start / partial_fit compare against
+            estimator._structure = estimator._structure_params()
         if nets:
             try:
                 estimator._sync_modules()

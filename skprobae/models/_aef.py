@@ -142,7 +142,7 @@ class AEF(BaseAutoencoder):
         As for :class:`~skprobae.ProbabilisticAutoencoder`; the encoder
         returns ``2 * n_components`` values (``g_m`` and raw ``g_s``) and the
         decoder ``n_features``.
-    inference_dtype, mixed_precision, n_threads, device, random_state, verbose, contamination
+    inference_dtype, mixed_precision, n_threads, device, random_state, verbose, contamination, warm_start
         As for :class:`~skprobae.ProbabilisticAutoencoder`.
 
     Attributes
@@ -227,6 +227,7 @@ class AEF(BaseAutoencoder):
         random_state=None,
         verbose=0,
         contamination=0.1,
+        warm_start=False,
     ):
         self.n_components = n_components
         self.partition = partition
@@ -259,6 +260,7 @@ class AEF(BaseAutoencoder):
         self.random_state = random_state
         self.verbose = verbose
         self.contamination = contamination
+        self.warm_start = warm_start
 
     # ------------------------------------------------------------------ input
     def _check_X(self, X, reset: bool = False) -> np.ndarray:
@@ -317,8 +319,9 @@ class AEF(BaseAutoencoder):
         )
 
     def _fit_rest(self, X: np.ndarray, split: Split, rng: np.random.RandomState) -> None:
-        self.core_indices_ = self._core
-        self._importance_seed = draw_seed(rng)
+        if not self._continuing:  # the core and the importance draws stay those of the first fit
+            self.core_indices_ = self._core
+            self._importance_seed = draw_seed(rng)
         self.importance_scale_ = None
         if self.partition == "linear":
             rows = split.held_out[rng.permutation(len(split.held_out))[:_PROPOSAL_ROWS]]

@@ -116,6 +116,10 @@ class PAE(BaseAutoencoder):
     verbose : int, default=0
     contamination : float, default=0.1
         Expected share of outliers; sets ``offset_``.
+    warm_start : bool, default=False
+        When fitted, ``fit`` continues training from the current weights and
+        optimizer state instead of starting over (as in ``MLPRegressor``);
+        see also :meth:`partial_fit`.
 
     Attributes
     ----------
@@ -219,6 +223,7 @@ class PAE(BaseAutoencoder):
         random_state=None,
         verbose=0,
         contamination=0.1,
+        warm_start=False,
     ):
         self.n_components = n_components
         self.architecture = architecture
@@ -256,6 +261,7 @@ class PAE(BaseAutoencoder):
         self.random_state = random_state
         self.verbose = verbose
         self.contamination = contamination
+        self.warm_start = warm_start
 
     # -------------------------------------------------------------------- fit
     def _check_score_settings(self) -> int:
@@ -300,10 +306,15 @@ class PAE(BaseAutoencoder):
         return Autoencoder(*self._build_networks(X.shape[1], head), head)
 
     def _fit_rest(self, X: np.ndarray, split: Split, rng: np.random.RandomState) -> None:
-        """Stage 2, in named steps: code standardization, feature ranges, noise scale, then the latent flow."""
+        """Stage 2, in named steps: code standardization, feature ranges, noise scale, then the latent flow.
+
+        A continued fit re-standardizes the codes of its rows (the
+        autoencoder has moved them) and the flow continues on those;
+        ``partial_fit`` accumulates the feature ranges over its chunks.
+        """
         codes = self._run("transform", self._encode, X)
         self._fit_code_standardization(codes[split.fit_rows])
-        self._fit_feature_ranges(X, split.fit_rows)
+        self._fit_feature_ranges(X, split.fit_rows, accumulate=self._partial and self._continuing)
         self._fit_noise_scale(X, split.held_out)
         self._fit_latent_flow((codes - self.latent_mean_) / self.latent_scale_, split, rng)
 
@@ -312,13 +323,25 @@ class PAE(BaseAutoencoder):
         self.latent_mean_ = codes.mean(axis=0)
         self.latent_scale_ = np.maximum(std, 1e-6 * max(std.max(), 1.0))
 
-    def _fit_feature_ranges(self, X: np.ndarray, rows: np.ndarray) -> None:
-        """``feature_mean_`` and ``feature_bounds_`` (range widened by 10%), block by block."""
+    def _fit_feature_ranges(self, X: np.ndarray, rows: np.ndarray, accumulate: bool = False) -> None:
+        """``feature_mean_`` and ``feature_bounds_`` (range widened by 10%), block by block.
+
+        With ``accumulate``, the rows extend those of the earlier calls
+        (``n_samples_seen_`` counts them all).
+        """
         total, low, high = np.zeros(X.shape[1]), np.full(X.shape[1], np.inf), np.full(X.shape[1], -np.inf)
+        n_rows = len(rows)
+        if accumulate:
+            n_before = self.n_samples_seen_ - n_rows
+            total = self.feature_mean_ * n_before
+            bound_low, bound_high = self.feature_bounds_
+            width = (bound_high - bound_low) / 1.2
+            low, high = bound_low + 0.1 * width, bound_high - 0.1 * width
+            n_rows += n_before
         for block in iter_blocks(X, max(1, 2**22 // X.shape[1]), rows):
             total += block.sum(axis=0, dtype=np.float64)
             low, high = np.minimum(low, block.min(axis=0)), np.maximum(high, block.max(axis=0))
-        self.feature_mean_ = total / len(rows)
+        self.feature_mean_ = total / n_rows
         margin = 0.1 * (high - low)
         self.feature_bounds_ = np.stack([low - margin, high + margin]).astype(np.float64)
 
@@ -334,15 +357,19 @@ class PAE(BaseAutoencoder):
         self.sigma_ = np.maximum(rms, 0.01 * max(float(np.sqrt(np.mean(rms**2))), 1e-12))
 
     def _fit_latent_flow(self, standardized: np.ndarray, split: Split, rng: np.random.RandomState) -> None:
+        existing = self.flow_net_ if self._continuing else None
+        if existing is not None:  # the flow trains on standardized codes: undo the raw-code view meanwhile
+            existing.module_.standardize(np.zeros(self.n_components), np.ones(self.n_components))
         self.flow_net_ = self._train_stage(
             self._build_flow_prior,
             standardized.astype(np.float32),
             split,
             seed=draw_seed(rng),
             stage="latent flow",
-            max_epochs=self.flow_max_epochs,
+            max_epochs=1 if self._partial else self.flow_max_epochs,
             learning_rate=self.flow_learning_rate,
             batch_size=self.flow_batch_size,
+            existing=existing,
         )
         self.flow_net_.module_.standardize(self.latent_mean_, self.latent_scale_)
         self.flow_history_ = self.flow_net_.history

@@ -70,7 +70,8 @@ class VAE(BaseAutoencoder):
     distribution_options, encoder, decoder, encoder_kwargs, decoder_kwargs
         As for :class:`~skprobae.ProbabilisticAutoencoder`; the encoder returns
         ``2 * n_components`` values (means, then raw scales).
-    max_grad_norm, inference_dtype, mixed_precision, n_threads, device, random_state, verbose, contamination
+    max_grad_norm, inference_dtype, mixed_precision, n_threads, device, random_state, verbose, contamination,
+    warm_start
         As for :class:`~skprobae.ProbabilisticAutoencoder`.
 
     Attributes
@@ -153,6 +154,7 @@ class VAE(BaseAutoencoder):
         random_state=None,
         verbose=0,
         contamination=0.1,
+        warm_start=False,
     ):
         self.n_components = n_components
         self.architecture = architecture
@@ -188,6 +190,7 @@ class VAE(BaseAutoencoder):
         self.random_state = random_state
         self.verbose = verbose
         self.contamination = contamination
+        self.warm_start = warm_start
 
     def _build_module(self, X: np.ndarray) -> VariationalModule:
         n_features, k = X.shape[1], self.n_components
@@ -207,7 +210,8 @@ class VAE(BaseAutoencoder):
         return VariationalModule(encoder, decoder, head, k, posterior, prior, self.beta, self.capacity)
 
     def _fit_rest(self, X: np.ndarray, split: Split, rng: np.random.RandomState) -> None:
-        self._importance_seed = draw_seed(rng)
+        if not self._continuing:  # the importance draws stay those of the first fit
+            self._importance_seed = draw_seed(rng)
 
     def _cost_key(self) -> tuple:
         return (self.n_importance_samples,)

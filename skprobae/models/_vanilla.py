@@ -127,6 +127,10 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
     contamination : float, default=0.1
         Expected share of outliers in the training data, in (0, 0.5]; sets
         ``offset_``.
+    warm_start : bool, default=False
+        When fitted, ``fit`` continues training from the current weights and
+        optimizer state instead of starting over (as in ``MLPRegressor``);
+        see also :meth:`partial_fit`.
 
     Attributes
     ----------
@@ -206,6 +210,7 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         random_state=None,
         verbose=0,
         contamination=0.1,
+        warm_start=False,
     ):
         self.distribution = distribution
         self.n_mixtures = n_mixtures
@@ -233,6 +238,7 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         self.random_state = random_state
         self.verbose = verbose
         self.contamination = contamination
+        self.warm_start = warm_start
 
     def _build_module(self, X: np.ndarray) -> Autoencoder:
         head = self._make_head(X.shape[1])
