@@ -61,7 +61,7 @@ from ._engine import (
     torch_threads,
     training_source,
 )
-from ._net import ClipGradNorm, EpochProgress, KeepBest, LikelihoodNet
+from ._net import AcceleratedLikelihoodNet, ClipGradNorm, EpochProgress, KeepBest, LikelihoodNet
 from .distributions import OutputDistribution, make_distribution
 from .nn import ACTIVATIONS, LatentPrior, build_networks, parse_image_shape
 
@@ -98,6 +98,7 @@ RUNTIME_PARAMS = frozenset(
         "random_state",
         "score_method",
         "validation_fraction",
+        "accelerator",
         "verbose",
         "warm_start",
         "weight_decay",
@@ -258,6 +259,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
         "verbose": ["verbose"],
         "contamination": [Interval(Real, 0, 0.5, closed="right")],
         "warm_start": ["boolean"],
+        "accelerator": [dict, "boolean", None],
         "encoder": [callable, None],
         "decoder": [callable, None],
         "encoder_kwargs": [dict, None],
@@ -536,6 +538,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
         finally:
             interrupted = vars(self).pop("_interrupted_net", None)  # state of this fit only
             vars(self).pop("_fit_mode", None)
+            vars(self).pop("_fit_accelerator", None)
         if interrupted is not None:
             warnings.warn(
                 f"{type(self).__name__}: training was interrupted: {interrupted.stop_summary()} The model "
@@ -562,6 +565,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
             X = self._check_X(X, reset=False)
         else:
             X = self._validate_params_and_data(X)
+        self._fit_accelerator = self._make_accelerator()
         rng = check_random_state(self.random_state)
         if self._partial:
             if len(X) < 2 and not self._continuing:
@@ -595,6 +599,34 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
         self._fit_rest(X, split, rng)
         self._fit_offset(X, rng)
         self._structure = self._structure_params()
+
+    def _make_accelerator(self):
+        """The ``accelerate.Accelerator`` of this fit (None without ``accelerator``), checked before any training."""
+        if self.accelerator is None or self.accelerator is False:
+            return None
+        owner = type(self).__name__
+        if self._continuing:
+            raise ValueError(
+                f"{owner}: accelerator= trains with fit from scratch; warm_start and partial_fit continue in one "
+                "process (set accelerator=None to continue this model)."
+            )
+        if self.mixed_precision is not None:
+            raise ValueError(
+                f"{owner}: mixed_precision={self.mixed_precision!r} together with accelerator=: give the accelerator "
+                f"its mixed precision instead, e.g. accelerator={{'mixed_precision': {self.mixed_precision!r}}}."
+            )
+        try:
+            from accelerate import Accelerator
+        except ImportError as error:
+            raise ImportError(
+                f"{owner}: accelerator= needs the accelerate package: pip install -c constraints.txt 'skprobae[scale]'."
+            ) from error
+        options = {} if self.accelerator is True else dict(self.accelerator)
+        try:
+            return Accelerator(**options)
+        except (TypeError, ValueError) as error:
+            message = f"{owner}: accelerator={self.accelerator!r} does not make an accelerate.Accelerator: {error}"
+            raise ValueError(message) from None
 
     def _structure_params(self) -> dict:
         """The parameters the fitted networks and statistics were built from (all but :data:`RUNTIME_PARAMS`)."""
@@ -706,6 +738,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
                     net.fit(RowData(source, split.train))
                 else:
                     net.partial_fit(RowData(source, split.train), epochs=max_epochs)
+        if isinstance(net, AcceleratedLikelihoodNet):
+            net = net.detach()  # a plain net from here on: it pickles and loads without accelerate
         net.train_split = None  # it holds the training data: a fitted model must not carry (or pickle) it
         if self.verbose:
             print(net.stop_summary())
@@ -768,7 +802,15 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
         (a restored net).
         """
         has_validation = valid is not None if has_validation is None else has_validation
-        return LikelihoodNet(
+        accelerator = getattr(self, "_fit_accelerator", None)
+        net_class, parallel = LikelihoodNet, {}
+        if accelerator is not None:  # placement by the accelerator; each process reads its share of a batch
+            net_class, device = AcceleratedLikelihoodNet, str(accelerator.device)
+            parallel = {"accelerator": accelerator, "device": None}
+            for iterator in ("iterator_train", "iterator_valid"):
+                parallel[f"{iterator}__rank"] = accelerator.process_index
+                parallel[f"{iterator}__world"] = accelerator.num_processes
+        return net_class(
             module,
             criterion=nn.Identity,  # unused: LikelihoodNet.get_loss asks the module
             optimizer=torch.optim.Adam,
@@ -786,11 +828,11 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
             iterator_valid__device=device,
             train_split=predefined_split(valid) if valid is not None else None,
             callbacks=self._callbacks(stage, max_epochs, has_validation),
-            device=device,
             verbose=self.verbose,
             owner=type(self).__name__,
             stage=stage,
             mixed_precision=MIXED_PRECISIONS.get(self.mixed_precision),
+            **{"device": device, **parallel},
         )
 
     @staticmethod

@@ -354,26 +354,48 @@ class RowBatches:
     to ``device`` (from pinned memory, asynchronously, on a GPU).
     """
 
-    def __init__(self, dataset: RowData, batch_size: int, shuffle: bool = False, generator=None, device="cpu", **_):
+    def __init__(
+        self,
+        dataset: RowData,
+        batch_size: int,
+        shuffle: bool = False,
+        generator=None,
+        device="cpu",
+        rank: int = 0,
+        world: int = 1,
+        **_,
+    ):
         self.dataset = dataset
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.generator = generator
         self.device = torch.device(device)
+        self.rank, self.world = rank, world
         self._pages = PageReleaser(dataset.source) if isinstance(dataset.source, np.ndarray) else None
 
     def __len__(self) -> int:
-        return -(-len(self.dataset) // self.batch_size)
+        n = len(self.dataset)
+        full, rest = divmod(n, self.batch_size)
+        return full + (rest >= self.world)
 
     def __iter__(self):
+        """Batches of ``batch_size`` rows; with ``world`` processes, this process's ``rank``-th share of each.
+
+        Every process draws the same permutation (the same seeded
+        ``generator``), so the shares of a batch partition it; a last batch
+        with fewer rows than processes is left out on all of them (each
+        process must take the same number of steps).
+        """
         rows, n = self.dataset.rows, len(self.dataset)
         order = torch.randperm(n, generator=self.generator).numpy() if self.shuffle else None
         for start in range(0, n, self.batch_size):
-            if order is None:
-                index = rows[start : start + self.batch_size]
-            else:
-                index = np.sort(rows[order[start : start + self.batch_size]])
-            yield self._read(index), None
+            stop = min(start + self.batch_size, n)
+            if stop - start < self.world:
+                break
+            index = rows[start:stop] if order is None else rows[order[start:stop]]
+            if self.world > 1:
+                index = np.array_split(index, self.world)[self.rank]
+            yield self._read(np.sort(index) if order is not None else index), None
 
     def _read(self, index: np.ndarray) -> Tensor:
         source = self.dataset.source

@@ -30,6 +30,7 @@ import warnings
 import torch
 from skorch import NeuralNet
 from skorch.callbacks import Callback, EpochTimer
+from skorch.hf import AccelerateMixin
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -98,7 +99,7 @@ class KeepBest(Callback):
         if score < self.best_score_ - self.threshold:
             self.misses_, self.best_score_ = 0, score
             self.best_epoch_ = net.history[-1, "epoch"]
-            self.best_weights_ = clone_state(net.module_.state_dict())
+            self.best_weights_ = clone_state(net.plain_module_.state_dict())
         else:
             self.misses_ += 1
         if self.misses_ == self.patience:
@@ -107,7 +108,7 @@ class KeepBest(Callback):
 
     def on_train_end(self, net, **kwargs):
         if self.best_weights_ is not None and (not net.history or self.best_epoch_ != net.history[-1, "epoch"]):
-            net.module_.load_state_dict(self.best_weights_)
+            net.plain_module_.load_state_dict(self.best_weights_)
 
 
 class EpochProgress(Callback):
@@ -182,8 +183,17 @@ class LikelihoodNet(NeuralNet):
         self.scaler_ = torch.amp.GradScaler(torch.device(self.device).type) if fp16 else None
         return self
 
+    @property
+    def plain_module_(self) -> torch.nn.Module:
+        """The module itself, also while a data-parallel wrapper holds it (its ``loss`` is not on the wrapper)."""
+        return self.module_
+
+    def _reduce_totals(self, totals: dict, count: int) -> tuple[dict, int]:
+        """The epoch's loss sums over every process of a data-parallel fit (one process: as they are)."""
+        return totals, count
+
     def get_loss(self, y_pred, y_true, X=None, training=False):
-        return self.module_.loss(y_pred, X)
+        return self.plain_module_.loss(y_pred, X)
 
     def fit_loop(self, *args, **kwargs):
         """skorch's loop; a user's KeyboardInterrupt is recorded in ``interrupted_epoch_`` (skorch swallows it).
@@ -265,13 +275,14 @@ class LikelihoodNet(NeuralNet):
                 self.notify("on_batch_begin", batch=batch, training=training)
                 step = step_fn(batch, **fit_params)
                 n = len(batch[0])
-                terms = {"loss": step["loss"], **getattr(self.module_, "loss_terms", {})}
+                terms = {"loss": step["loss"], **getattr(self.plain_module_, "loss_terms", {})}
                 for name, value in terms.items():
                     weighted = value.detach().float() * n
                     totals[name] = totals[name] + weighted if name in totals else weighted
                 count += n
                 batch_count += 1
                 self.notify("on_batch_end", batch=batch, training=training, **step)
+            totals, count = self._reduce_totals(totals, count)
             loss = totals["loss"].item() / count
             if not training or (math.isfinite(loss) and self._weights_finite()):
                 break
@@ -323,3 +334,75 @@ class LikelihoodNet(NeuralNet):
             monitor = "valid_loss" if "valid_loss" in self.history[-1] else "train_loss"
             kept = f"kept the last epoch ({monitor} {self.history[-1, monitor]:.6g})"
         return f"{self.owner} {self.stage}: {why}; {kept}."
+
+
+class AcceleratedLikelihoodNet(AccelerateMixin, LikelihoodNet):
+    """A :class:`LikelihoodNet` trained data-parallel through skorch's ``AccelerateMixin`` (Hugging Face accelerate).
+
+    Every process reads its share of each global batch
+    (:class:`~skprobae._engine.RowBatches` with ``rank`` / ``world``);
+    gradients are averaged by the accelerator's wrapper (DDP), and the
+    epoch's loss sums are reduced over the processes, so that every process
+    records the same history and takes the same early-stopping decision. The
+    loss is computed by the unwrapped module (the wrapper hides its ``loss``).
+    After training, :meth:`detach` turns the net back into a plain
+    :class:`LikelihoodNet` that pickles and loads without accelerate.
+    """
+
+    @property
+    def plain_module_(self) -> torch.nn.Module:
+        return self.accelerator.unwrap_model(self.module_)
+
+    def initialize_criterion(self, *args, **kwargs):
+        # The loss comes from the module; a parameter-free criterion module would make accelerate wrap it in
+        # DDP, which refuses modules without parameters.
+        super().initialize_criterion(*args, **kwargs)
+        self.criterion_ = _unused_criterion
+        return self
+
+    def _reduce_totals(self, totals: dict, count: int) -> tuple[dict, int]:
+        if self.accelerator.num_processes == 1:
+            return totals, count
+        names = sorted(totals)
+        packed = torch.stack([totals[name].float() for name in names] + [torch.tensor(float(count))]).to(
+            self.accelerator.device
+        )
+        packed = self.accelerator.reduce(packed, reduction="sum").cpu()
+        return {name: packed[i] for i, name in enumerate(names)}, int(packed[-1].item())
+
+    def train_step(self, batch, **fit_params):
+        """One step under the accelerator: forward on the wrapper, loss, ``accelerator.backward``, clip, step."""
+        with self.accelerator.accumulate(self.module_):
+            self._zero_grad_optimizer(set_to_none=True)
+            self._set_training(True)
+            Xi, _ = batch
+            with self.accelerator.autocast():
+                y_pred = self.infer(Xi, **fit_params)
+                loss = self.get_loss(y_pred, None, X=Xi, training=True)
+            self.accelerator.backward(loss)
+            self.notify("on_grad_computed", named_parameters=self._learnable_params(), batch=batch, training=True)
+            self.optimizer_.step()
+        return {"loss": loss, "y_pred": y_pred}
+
+    def validation_step(self, batch, **fit_params):
+        self._set_training(False)
+        Xi, _ = batch
+        with torch.no_grad(), self.accelerator.autocast():
+            y_pred = self.infer(Xi, **fit_params)
+            loss = self.get_loss(y_pred, None, X=Xi, training=False)
+        return {"loss": loss, "y_pred": y_pred}
+
+    def detach(self) -> LikelihoodNet:
+        """This net as a plain :class:`LikelihoodNet`: modules unwrapped, optimizer unwrapped, no accelerator."""
+        self._unwrap_accelerator()
+        optimizer = getattr(self.optimizer_, "optimizer", self.optimizer_)  # accelerate's AcceleratedOptimizer
+        for name in ("accelerator", "unwrap_after_train", "_wrapped_with_accelerator"):
+            vars(self).pop(name, None)
+        self.__class__ = LikelihoodNet
+        self.optimizer_ = optimizer
+        self.criterion_ = torch.nn.Identity()
+        return self
+
+
+def _unused_criterion(*args, **kwargs):
+    raise RuntimeError("LikelihoodNet takes its loss from the module, not from a criterion.")

@@ -71,7 +71,7 @@ FORMAT_VERSION = 1
 
 _META, _WEIGHTS, _ARRAYS = "skprobae.json", "weights.safetensors", "arrays.safetensors"
 # State that lives only during a fit, or is derived from the parameters at load.
-_TRANSIENT = frozenset({"_fit_mode", "_interrupted_net", "_interrupt_raises", "_structure"})
+_TRANSIENT = frozenset({"_fit_accelerator", "_fit_mode", "_interrupted_net", "_interrupt_raises", "_structure"})
 _FORMAT = "skprobae"
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed member timestamps: the same model gives the same bytes
 # The keys that mark a JSON object as an encoded value (a dict that uses them as keys is stored as pairs).

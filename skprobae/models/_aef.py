@@ -142,7 +142,7 @@ class AEF(BaseAutoencoder):
         As for :class:`~skprobae.ProbabilisticAutoencoder`; the encoder
         returns ``2 * n_components`` values (``g_m`` and raw ``g_s``) and the
         decoder ``n_features``.
-    inference_dtype, mixed_precision, n_threads, device, random_state, verbose, contamination, warm_start
+    inference_dtype, mixed_precision, n_threads, device, random_state, verbose, contamination, warm_start, accelerator
         As for :class:`~skprobae.ProbabilisticAutoencoder`.
 
     Attributes
@@ -228,6 +228,7 @@ class AEF(BaseAutoencoder):
         verbose=0,
         contamination=0.1,
         warm_start=False,
+        accelerator=None,
     ):
         self.n_components = n_components
         self.partition = partition
@@ -261,6 +262,7 @@ class AEF(BaseAutoencoder):
         self.verbose = verbose
         self.contamination = contamination
         self.warm_start = warm_start
+        self.accelerator = accelerator
 
     # ------------------------------------------------------------------ input
     def _check_X(self, X, reset: bool = False) -> np.ndarray:

@@ -120,6 +120,15 @@ class PAE(BaseAutoencoder):
         When fitted, ``fit`` continues training from the current weights and
         optimizer state instead of starting over (as in ``MLPRegressor``);
         see also :meth:`partial_fit`.
+    accelerator : dict, bool or None, default=None
+        Train data-parallel over the processes of a distributed launch
+        (``accelerate launch``, ``torchrun``) through Hugging Face
+        accelerate and skorch's ``AccelerateMixin``: the keyword arguments
+        of an ``accelerate.Accelerator`` built at ``fit`` (``True``: its
+        defaults; e.g. ``{"cpu": True}``, ``{"mixed_precision": "bf16"}``).
+        ``batch_size`` stays the global batch: each process takes its share
+        of every batch. The fitted model is a plain one on every process
+        (it pickles and loads without accelerate). Needs the ``scale`` extra.
 
     Attributes
     ----------
@@ -224,6 +233,7 @@ class PAE(BaseAutoencoder):
         verbose=0,
         contamination=0.1,
         warm_start=False,
+        accelerator=None,
     ):
         self.n_components = n_components
         self.architecture = architecture
@@ -262,6 +272,7 @@ class PAE(BaseAutoencoder):
         self.verbose = verbose
         self.contamination = contamination
         self.warm_start = warm_start
+        self.accelerator = accelerator
 
     # -------------------------------------------------------------------- fit
     def _check_score_settings(self) -> int:

@@ -71,7 +71,7 @@ class VAE(BaseAutoencoder):
         As for :class:`~skprobae.ProbabilisticAutoencoder`; the encoder returns
         ``2 * n_components`` values (means, then raw scales).
     max_grad_norm, inference_dtype, mixed_precision, n_threads, device, random_state, verbose, contamination,
-    warm_start
+    warm_start, accelerator
         As for :class:`~skprobae.ProbabilisticAutoencoder`.
 
     Attributes
@@ -155,6 +155,7 @@ class VAE(BaseAutoencoder):
         verbose=0,
         contamination=0.1,
         warm_start=False,
+        accelerator=None,
     ):
         self.n_components = n_components
         self.architecture = architecture
@@ -191,6 +192,7 @@ class VAE(BaseAutoencoder):
         self.verbose = verbose
         self.contamination = contamination
         self.warm_start = warm_start
+        self.accelerator = accelerator
 
     def _build_module(self, X: np.ndarray) -> VariationalModule:
         n_features, k = X.shape[1], self.n_components

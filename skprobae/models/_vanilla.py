@@ -131,6 +131,15 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         When fitted, ``fit`` continues training from the current weights and
         optimizer state instead of starting over (as in ``MLPRegressor``);
         see also :meth:`partial_fit`.
+    accelerator : dict, bool or None, default=None
+        Train data-parallel over the processes of a distributed launch
+        (``accelerate launch``, ``torchrun``) through Hugging Face
+        accelerate and skorch's ``AccelerateMixin``: the keyword arguments
+        of an ``accelerate.Accelerator`` built at ``fit`` (``True``: its
+        defaults; e.g. ``{"cpu": True}``, ``{"mixed_precision": "bf16"}``).
+        ``batch_size`` stays the global batch: each process takes its share
+        of every batch. The fitted model is a plain one on every process
+        (it pickles and loads without accelerate). Needs the ``scale`` extra.
 
     Attributes
     ----------
@@ -211,6 +220,7 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         verbose=0,
         contamination=0.1,
         warm_start=False,
+        accelerator=None,
     ):
         self.distribution = distribution
         self.n_mixtures = n_mixtures
@@ -239,6 +249,7 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         self.verbose = verbose
         self.contamination = contamination
         self.warm_start = warm_start
+        self.accelerator = accelerator
 
     def _build_module(self, X: np.ndarray) -> Autoencoder:
         head = self._make_head(X.shape[1])
