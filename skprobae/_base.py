@@ -62,6 +62,7 @@ from ._engine import (
     training_source,
 )
 from ._net import AcceleratedLikelihoodNet, ClipGradNorm, EpochProgress, KeepBest, LikelihoodNet
+from ._version import PersistenceMixin
 from .distributions import OutputDistribution, make_distribution
 from .nn import ACTIVATIONS, LatentPrior, build_networks, parse_image_shape
 
@@ -235,7 +236,7 @@ def _explain_out_of_memory(owner: str, action: str, remedy: str) -> Iterator[Non
         raise torch.OutOfMemoryError(f"{owner} ran out of device memory {action}. {remedy}") from exc
 
 
-class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, BaseEstimator):
+class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, BaseEstimator):
     """Base class of the autoencoder estimators; not for direct use (see the module docstring)."""
 
     _parameter_constraints: dict = {
@@ -1155,29 +1156,6 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Outlier
         labels : ndarray of shape (n_samples,)
         """
         return np.where(self.decision_function(X) < 0, -1, 1)
-
-    # ------------------------------------------------------------ persistence
-    def __getstate__(self) -> dict:
-        from ._version import stamp_state
-
-        return stamp_state(super().__getstate__())
-
-    def __setstate__(self, state: dict) -> None:
-        from ._version import check_state
-
-        super().__setstate__(check_state(type(self).__name__, state))
-
-    def save(self, path) -> None:
-        """Save this estimator to one file without pickle; the same as :func:`skprobae.save`.
-
-        Parameters
-        ----------
-        path : str or path-like
-            The file to write; :func:`skprobae.load` reads it back.
-        """
-        from .persistence import save
-
-        save(self, path)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

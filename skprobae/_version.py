@@ -43,3 +43,25 @@ def warn_if_inconsistent(estimator_name: str, original_version: str, source: str
             ),
             stacklevel=3,
         )
+
+
+class PersistenceMixin:
+    """Version-stamped pickles and :meth:`save`, for skprobae's estimators (put it before ``BaseEstimator``)."""
+
+    def __getstate__(self) -> dict:
+        return stamp_state(super().__getstate__())
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(check_state(type(self).__name__, state))
+
+    def save(self, path) -> None:
+        """Save this estimator to one file without pickle; the same as :func:`skprobae.save`.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The file to write; :func:`skprobae.load` reads it back.
+        """
+        from .persistence import save
+
+        save(self, path)

@@ -11,11 +11,12 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._base import forget_fitted_attributes
+from ._version import PersistenceMixin
 from .flows import FLOW_NAMES
 from .models import PAE
 
 
-class PAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+class PAEImputer(PersistenceMixin, OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """Fill NaNs with the posterior mean of a PAE learned from the incomplete data.
 
     Features are standardized with the mean and std of their observed values.
@@ -264,29 +265,6 @@ class PAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         filled, std = self._posterior_mean((X - self.mean_) / self.scale_, return_std=True)
         filled = np.where(np.isnan(X), self.shrinkage_ * filled * self.scale_ + self.mean_, X)
         return (filled, self.std_scale_ * std * self.scale_) if return_std else filled
-
-    # ------------------------------------------------------------ persistence
-    def __getstate__(self) -> dict:
-        from ._version import stamp_state
-
-        return stamp_state(super().__getstate__())
-
-    def __setstate__(self, state: dict) -> None:
-        from ._version import check_state
-
-        super().__setstate__(check_state(type(self).__name__, state))
-
-    def save(self, path) -> None:
-        """Save this estimator to one file without pickle; the same as :func:`skprobae.save`.
-
-        Parameters
-        ----------
-        path : str or path-like
-            The file to write; :func:`skprobae.load` reads it back.
-        """
-        from .persistence import save
-
-        save(self, path)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -164,6 +164,24 @@ def test_sample_with_arbitrary_arguments(fitted, n_samples, temperature, random_
 
 
 # ----------------------------------------------------------------- fitting
+def _fits_or_explains(model, X) -> bool:
+    """Fit ``model``: True if it fitted; False after a clear error (asserted to be one)."""
+    try:
+        model.fit(X)
+    except FloatingPointError as error:
+        # A degenerate fit (constant or absurdly scaled data): the engine's own error, with remedies
+        # (TrainingDivergedError, raised mid-training, also names the epoch).
+        assert re.search(r"standardize X", str(error), re.IGNORECASE), str(error)
+        if isinstance(error, TrainingDivergedError):
+            assert re.search(r"at epoch \d+", str(error)), str(error)
+        return False
+    except (ValueError, TypeError) as error:
+        assert INFORMATIVE.search(str(error)), f"uninformative: {error}"
+        assert not TORCH_ERRORS.search(str(error)), f"raw torch error: {error}"
+        return False
+    return True
+
+
 @FIT_BUDGET
 @given(data=st.data())
 def test_fit_on_arbitrary_input(data):
@@ -174,18 +192,7 @@ def test_fit_on_arbitrary_input(data):
         model.set_params(flow_max_epochs=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
-            model.fit(X)
-        except FloatingPointError as error:
-            # A degenerate fit (constant or absurdly scaled data): the engine's own error, with remedies
-            # (TrainingDivergedError, raised mid-training, also names the epoch).
-            assert re.search(r"standardize X", str(error), re.IGNORECASE), str(error)
-            if isinstance(error, TrainingDivergedError):
-                assert re.search(r"at epoch \d+", str(error)), str(error)
-            return
-        except (ValueError, TypeError) as error:
-            assert INFORMATIVE.search(str(error)), f"uninformative: {error}"
-            assert not TORCH_ERRORS.search(str(error)), f"raw torch error: {error}"
+        if not _fits_or_explains(model, X):
             return
     n_features = np.shape(X)[1]
     clean = np.zeros((3, n_features))
@@ -264,14 +271,7 @@ def test_imputer_fit_on_arbitrary_input(data):
     imputer = small(PAEImputer).set_params(max_epochs=1, flow_max_epochs=1, n_rounds=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
-            imputer.fit(X)
-        except FloatingPointError as error:
-            assert re.search(r"standardize X", str(error), re.IGNORECASE), str(error)
-            return
-        except (ValueError, TypeError) as error:
-            assert INFORMATIVE.search(str(error)), f"uninformative: {error}"
-            assert not TORCH_ERRORS.search(str(error)), f"raw torch error: {error}"
+        if not _fits_or_explains(imputer, X):
             return
         filled = imputer.transform(X)
     assert filled.shape == np.shape(X) and np.isfinite(filled).all()

@@ -116,19 +116,9 @@ class PAE(BaseAutoencoder):
     verbose : int, default=0
     contamination : float, default=0.1
         Expected share of outliers; sets ``offset_``.
-    warm_start : bool, default=False
-        When fitted, ``fit`` continues training from the current weights and
-        optimizer state instead of starting over (as in ``MLPRegressor``);
-        see also :meth:`partial_fit`.
-    accelerator : dict, bool or None, default=None
-        Train data-parallel over the processes of a distributed launch
-        (``accelerate launch``, ``torchrun``) through Hugging Face
-        accelerate and skorch's ``AccelerateMixin``: the keyword arguments
-        of an ``accelerate.Accelerator`` built at ``fit`` (``True``: its
-        defaults; e.g. ``{"cpu": True}``, ``{"mixed_precision": "bf16"}``).
-        ``batch_size`` stays the global batch: each process takes its share
-        of every batch. The fitted model is a plain one on every process
-        (it pickles and loads without accelerate). Needs the ``scale`` extra.
+    warm_start, accelerator
+        As for :class:`~skprobae.ProbabilisticAutoencoder` (both stages
+        continue, or train data-parallel).
 
     Attributes
     ----------
