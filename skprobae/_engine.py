@@ -452,7 +452,9 @@ def map_rows(
             m = len(chunk)
             if m < block:
                 chunk = np.concatenate([chunk, np.broadcast_to(chunk[:1], (block - m, *chunk.shape[1:]))])
-            x = torch.from_numpy(np.ascontiguousarray(chunk))
+            # A read-only chunk (a memmap opened with mode="r") is copied: a custom network that writes into
+            # its input in place must not reach the user's file (or crash on a read-only page).
+            x = torch.from_numpy(np.ascontiguousarray(chunk) if chunk.flags.writeable else np.array(chunk))
             x = x.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else x.to(device)
             parts = _to_float64(fn(x))
             if results is None:
