@@ -194,10 +194,45 @@ def block_rows(cost: RowCost, device: torch.device | str) -> int:
 _thread_state = threading.local()
 
 
+def _dask_worker_share() -> int | None:
+    """Threads one task of a dask worker may use; None outside a task of a ``distributed`` worker.
+
+    A worker process's share of the cores is its ``OMP_NUM_THREADS`` (which the nanny sets from
+    ``distributed.nanny.pre-spawn-environ``, 1 by default), else every usable core; the tasks that run at once in
+    the process (the threads of every worker in it: ``LocalCluster(processes=False)`` runs several) divide it.
+    """
+    import os
+    import sys
+
+    distributed = sys.modules.get("distributed")
+    if distributed is None:  # never imported: not a dask worker
+        return None
+    try:
+        worker = distributed.get_worker()
+    except ValueError:  # not inside a task
+        return None
+    try:
+        workers = list(distributed.Worker._instances)
+    except RuntimeError:  # a worker was created in another thread meanwhile
+        workers = []
+    threads = sum(w.state.nthreads for w in workers if w.status.name in ("running", "paused"))
+    try:
+        share = int(os.environ.get("OMP_NUM_THREADS", "").split(",")[0])
+    except ValueError:
+        share = cpu_count()
+    return max(1, min(share, cpu_count()) // max(threads, worker.state.nthreads, 1))
+
+
 def thread_budget() -> int:
-    """Threads this process may use: torch's setting outside skprobae's calls, at most the usable cores."""
+    """Threads this process may use: torch's setting outside skprobae's calls, at most the usable cores.
+
+    In a task of a dask worker, at most the task's share of the worker's cores (:func:`_dask_worker_share`),
+    so that the worker processes and threads of a host do not oversubscribe it whatever torch's setting is.
+    """
     outer = getattr(_thread_state, "outer", None)
-    return min(outer if outer is not None else torch.get_num_threads(), cpu_count())
+    budget = min(outer if outer is not None else torch.get_num_threads(), cpu_count())
+    share = _dask_worker_share()
+    return budget if share is None else min(budget, share)
 
 
 def choose_threads(n_threads: int | None, flops_per_call: float) -> int:

@@ -1,0 +1,177 @@
+"""Scoring data larger than memory, chunk by chunk, with dask (the ``scale`` extra: ``pip install "skprobae[scale]"``).
+
+:func:`map_blocks` evaluates a fitted estimator's ``score_samples``,
+``decision_function``, ``predict``, ``transform``, ``reconstruct`` or
+``inverse_transform`` over a dask array, one chunk of whole rows per task,
+lazily: nothing is read or computed until the result is. Every skprobae call
+runs its rows in fixed-size padded blocks, so a chunk's rows get the values
+an in-memory call gives them (to float rounding) whatever the chunking.
+
+dask-ml's ``ParallelPostFit`` does not cover these models: it wraps
+``transform``, ``predict``, ``predict_proba`` and ``score`` but not
+``score_samples`` or ``decision_function`` (the outlier scores), nor
+``reconstruct`` or ``inverse_transform``; its dask ``transform`` keeps the
+input's column chunks, so the declared shape of the codes is
+``(n_samples, n_features)`` instead of ``(n_samples, n_components)``; its
+``score`` of an unsupervised model passes the whole dask array to the
+estimator's ``score``, which reads it into memory.
+
+Grid and randomized searches need nothing from this module: an estimator (or a
+``Pipeline`` around one) runs in ``GridSearchCV`` on a ``distributed`` cluster
+through joblib's dask backend (see README.md, "Scaling out").
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted
+
+if TYPE_CHECKING:
+    import dask.array
+
+ROW_METHODS = {"score_samples": np.float64, "decision_function": np.float64, "predict": np.int64}
+"""Methods with one value per row: their output dtype."""
+
+TABLE_METHODS = ("transform", "reconstruct", "inverse_transform")
+"""Methods with one float64 row per row."""
+
+
+def _block(block: np.ndarray, estimator: Any, method: str, out_dtype: type, width: int | None, kwargs: dict):
+    """``estimator.method`` on one chunk of rows, checked against the declared shape, in the declared dtype."""
+    shape = (len(block),) if width is None else (len(block), width)
+    if len(block) == 0:  # an empty chunk (after a filter): estimators refuse zero rows
+        return np.empty(shape, dtype=out_dtype)
+    out = np.asarray(getattr(estimator, method)(block, **kwargs), dtype=out_dtype)
+    if out.shape != shape:
+        raise ValueError(f"{type(estimator).__name__}.{method} returned shape {out.shape} for a chunk of {shape}.")
+    return out
+
+
+def _output_width(estimator: Any, method: str) -> int | None:
+    """Columns of ``method``'s output (None: one value per row)."""
+    if method in ROW_METHODS:
+        return None
+    if method == "transform":
+        return len(estimator.get_feature_names_out())
+    return int(estimator.n_features_in_)
+
+
+def _input_width(estimator: Any, method: str) -> int | None:
+    """Columns ``method`` takes (None: unknown, left to the estimator)."""
+    try:
+        return _output_width(estimator, "transform") if method == "inverse_transform" else int(estimator.n_features_in_)
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def map_blocks(estimator: Any, X: Any, method: str = "score_samples", **kwargs: Any) -> dask.array.Array:
+    """``estimator.method(X)`` as a lazy dask array, computed one chunk of rows at a time.
+
+    ``X`` is rechunked to whole rows (``X.rechunk({1: -1})``: a chunk holds
+    every column of its rows), then each chunk is one call of the fitted
+    estimator; the result has the row chunks of ``X``. With a
+    ``distributed.Client`` open, ``.compute()`` runs the chunks on the
+    cluster (the fitted estimator travels in the task graph).
+
+    Parameters
+    ----------
+    estimator : fitted estimator
+        A skprobae estimator, ``PAEImputer`` (``transform``), or a
+        ``Pipeline`` ending in one.
+    X : dask array of shape (n_samples, n_features)
+        Any 2-D array-like is converted with ``dask.array.asarray``; a
+        memory-mapped file is read chunk by chunk:
+        ``dask.array.from_array(np.load(path, mmap_mode="r"), chunks=(100_000, -1))``.
+        For ``inverse_transform``, codes of shape (n_samples, n_components).
+    method : {"score_samples", "decision_function", "predict", "transform", \
+"reconstruct", "inverse_transform"}, default="score_samples"
+    **kwargs
+        Passed to the method (one output array per call: ``return_std=True`` is refused).
+
+    Returns
+    -------
+    dask.array.Array
+        Of shape (n_samples,) for ``score_samples`` and ``decision_function``
+        (float64) and ``predict`` (int64, +1 / -1); (n_samples, n_components)
+        for ``transform``; (n_samples, n_features) for ``reconstruct`` and
+        ``inverse_transform`` and ``PAEImputer.transform`` (float64).
+
+    Raises
+    ------
+    ImportError
+        Without dask (``pip install "skprobae[scale]"``).
+    ValueError
+        For an unknown method, ``return_std=True`` or an ``X`` that is not 2-D
+        or has the wrong number of columns.
+
+    Notes
+    -----
+    Equal to the in-memory call to float rounding (rtol 1e-6 in the tests): a
+    row is evaluated in a block of the same size, padded, in both. Each chunk's
+    call picks its torch threads as any call does; in a ``distributed``
+    worker they come from the worker's share of the cores. dask's default
+    local scheduler runs several chunks at once, each call within this
+    process's budget (torch's setting): for models that take several threads
+    per call, ``dask.config.set(scheduler="synchronous")`` runs one chunk at a
+    time. On a cluster, read the rows from files the workers open
+    (``dask.array.from_npy_stack(folder, mmap_mode="r")``): a memory map in
+    the task graph is serialized whole.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import dask.array as da
+    >>> from skprobae import ProbabilisticAutoencoder
+    >>> from skprobae.parallel import map_blocks
+    >>> X = np.random.default_rng(0).normal(size=(1000, 5))
+    >>> model = ProbabilisticAutoencoder(n_components=2, max_epochs=5, random_state=0).fit(X)
+    >>> scores = map_blocks(model, da.from_array(X, chunks=(250, 5)), "score_samples")  # lazy: nothing ran yet
+    >>> scores.shape, scores.numblocks
+    ((1000,), (4,))
+    >>> bool(np.allclose(scores.compute(), model.score_samples(X), rtol=1e-6))
+    True
+    >>> map_blocks(model, da.from_array(X, chunks=(250, 5)), "transform").shape
+    (1000, 2)
+    """
+    try:
+        import dask.array as da
+    except ImportError as error:
+        raise ImportError(
+            'skprobae.parallel.map_blocks needs dask: install the "scale" extra, pip install "skprobae[scale]".'
+        ) from error
+    if method not in ROW_METHODS and method not in TABLE_METHODS:
+        raise ValueError(f"method must be one of {sorted([*ROW_METHODS, *TABLE_METHODS])}, got {method!r}.")
+    if not hasattr(estimator, method):
+        raise ValueError(f"{type(estimator).__name__} has no method {method!r}.")
+    if kwargs.get("return_std"):
+        raise ValueError("return_std=True gives two arrays per call; map_blocks maps methods with one output.")
+    check_is_fitted(estimator)
+    X = da.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}.")
+    expected = _input_width(estimator, method)
+    if expected is not None and X.shape[1] != expected:
+        raise ValueError(f"X has {X.shape[1]} columns; {type(estimator).__name__}.{method} expects {expected}.")
+    X = X.rechunk({1: -1})
+    dtype = ROW_METHODS.get(method, np.float64)
+    width = _output_width(estimator, method)
+    layout = {"drop_axis": 1, "chunks": (X.chunks[0],)} if width is None else {"chunks": (X.chunks[0], (width,))}
+    return X.map_blocks(
+        _block,
+        estimator=estimator,
+        method=method,
+        out_dtype=dtype,
+        width=width,
+        kwargs=kwargs,
+        dtype=dtype,
+        meta=np.empty((0,) * (1 if width is None else 2), dtype=dtype),
+        **layout,
+    )
+
+
+if importlib.util.find_spec("dask") is None and map_blocks.__doc__:  # a core install: the Examples cannot run
+    map_blocks.__doc__ = re.sub(r"^(\s*>>> .*)$", r"\1  # doctest: +SKIP", map_blocks.__doc__, flags=re.MULTILINE)
