@@ -6,12 +6,14 @@ What it measures (each part in fresh child processes, one after the other, with 
     serial (``n_jobs=1``) against a two-worker ``dask.distributed.LocalCluster`` (one thread each) through
     ``joblib.parallel_config(backend="dask")``; both must choose the same parameters.
 (b) ``score_samples`` over ``--score-rows`` (2,000,000) rows x 16 features held in a float32 memmap: in memory
-    (the memmap passed as is) against a dask array of it (``skprobae.parallel.map_blocks``, 100,000-row chunks,
-    the synchronous scheduler), rows/s and the process's peak resident memory (``VmHWM``).
+    (the memmap passed as is) against a dask array of it (``skprobae.parallel.from_memmap``, 100,000-row
+    chunks, scored by ``skprobae.parallel.map_blocks`` on the synchronous scheduler), rows/s and the process's
+    peak resident memory (``VmHWM``).
 (c) ``dask_ml.wrappers.Incremental(ProbabilisticAutoencoder)`` over a float32 memmap of ``--incremental-gb``
-    (3.2) GB (rows x 256 features from a low-rank model), one ``partial_fit`` per 250,000-row block, against an
-    in-memory ``fit`` on a 200,000-row subsample for as many epochs as there are blocks: peak resident memory of
-    the Incremental process against the file size, and the mean held-out ``score`` of both.
+    (3.2) GB (rows x 256 features from a low-rank model; ``from_memmap``), one ``partial_fit`` per
+    250,000-row block, against an in-memory ``fit`` on a 200,000-row subsample for as many epochs as there
+    are blocks: peak resident memory of the Incremental process against the file size, and the mean
+    held-out ``score`` of both.
 (d) Training samples/s of a 2-process data-parallel fit (``accelerator={"cpu": True}`` under
     ``torch.distributed.run``, gloo, one thread per process) against one process with one thread and with two,
     same global batch, on 200,000 x 64 rows. Expect little or no gain on a 2-core machine.
@@ -134,7 +136,7 @@ def child_score(args: list[str]) -> dict:
     import dask
 
     from skprobae import ProbabilisticAutoencoder
-    from skprobae.parallel import map_blocks
+    from skprobae.parallel import from_memmap, map_blocks
 
     X = np.memmap(path, dtype=np.float32, mode="r", shape=(rows, 16))
     model = ProbabilisticAutoencoder(**SMALL_AE, max_epochs=1).fit(X[:20_000])
@@ -144,10 +146,8 @@ def child_score(args: list[str]) -> dict:
         if mode == "memory":
             scores = model.score_samples(X)
         else:
-            import dask.array as da
-
             with dask.config.set(scheduler="synchronous"):
-                scores = map_blocks(model, da.from_array(X, chunks=(100_000, 16))).compute()
+                scores = map_blocks(model, from_memmap(X, 100_000)).compute()
         seconds = time.perf_counter() - start
     return {
         "rows_per_s": rows / seconds,
@@ -168,11 +168,12 @@ def child_incremental(args: list[str]) -> dict:
         start = time.perf_counter()
         if mode == "incremental":
             import dask
-            import dask.array as da
             from dask_ml.wrappers import Incremental
 
+            from skprobae.parallel import from_memmap
+
             with dask.config.set(scheduler="synchronous"):
-                data = da.from_array(X[: rows - 20_000], chunks=(block, 256))
+                data = from_memmap(X[: rows - 20_000], block)
                 model = Incremental(ProbabilisticAutoencoder(**SMALL_AE)).fit(data).estimator_
         else:
             subsample = np.asarray(X[:200_000])

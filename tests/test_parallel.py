@@ -355,3 +355,24 @@ def test_a_lost_worker_fails_the_search_or_is_recovered(client, tmp_path):
             )
     finally:
         client.wait_for_workers(N_WORKERS, timeout=120)  # the nanny restarts it
+
+
+def test_from_memmap_reads_each_chunk_in_its_own_task(tmp_path):
+    dask = pytest.importorskip("dask")
+    from skprobae.parallel import from_memmap
+
+    rows = np.random.default_rng(0).normal(size=(1000, 5)).astype(np.float32)
+    rows.tofile(tmp_path / "rows.f32")
+    X = np.memmap(tmp_path / "rows.f32", dtype=np.float32, mode="r", shape=(1000, 5))
+    view = X[130:]  # a view at an offset into the file
+    chunked = from_memmap(view, 300)
+    assert chunked.shape == (870, 5) and chunked.chunks[0] == (300, 300, 270)
+    # The graph carries the file's name, never its rows (dask's from_array copies a whole memmap into it).
+    graph = dict(chunked.__dask_graph__())
+    assert sum(value.nbytes for value in graph.values() if isinstance(value, np.ndarray)) == 0
+    with dask.config.set(scheduler="synchronous"):
+        np.testing.assert_array_equal(chunked.compute(), rows[130:])
+    with pytest.raises(ValueError, match="2-D, C-ordered view of an np.memmap"):
+        from_memmap(rows, 100)
+    with pytest.raises(ValueError, match="chunk_rows must be a positive integer"):
+        from_memmap(view, 0)

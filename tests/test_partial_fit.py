@@ -105,12 +105,13 @@ def test_warm_start_takes_a_new_learning_rate(data):
 
 @pytest.mark.slow
 def test_dask_ml_incremental_on_a_memory_mapped_dask_array(data, tmp_path):
-    da = pytest.importorskip("dask.array")
+    pytest.importorskip("dask.array")
     wrappers = pytest.importorskip("dask_ml.wrappers")
+    from skprobae.parallel import from_memmap
     path = tmp_path / "rows.f32"
     np.tile(data[:1000], (20, 1)).tofile(path)  # 20,000 rows
     mapped = np.memmap(path, dtype=np.float32, mode="r", shape=(20_000, 6))
-    X = da.from_array(mapped, chunks=(4_000, 6))
+    X = from_memmap(mapped, 4_000)  # each block read by its own task (dask's from_array copies a memmap whole)
     incremental = wrappers.Incremental(small(PAE), scoring=None).fit(X)
     model = incremental.estimator_
     assert model.n_samples_seen_ == 20_000 and len(model.history_) == 5  # one epoch per dask block
