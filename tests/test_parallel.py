@@ -372,7 +372,7 @@ def test_from_memmap_reads_each_chunk_in_its_own_task(tmp_path):
     assert sum(value.nbytes for value in graph.values() if isinstance(value, np.ndarray)) == 0
     with dask.config.set(scheduler="synchronous"):
         np.testing.assert_array_equal(chunked.compute(), rows[130:])
-    with pytest.raises(ValueError, match="2-D, C-ordered view of an np.memmap"):
+    with pytest.raises(ValueError, match=r"2-D, C-ordered view of an np\.memmap"):
         from_memmap(rows, 100)
     with pytest.raises(ValueError, match="chunk_rows must be a positive integer"):
         from_memmap(view, 0)
