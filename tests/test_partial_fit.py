@@ -108,6 +108,7 @@ def test_dask_ml_incremental_on_a_memory_mapped_dask_array(data, tmp_path):
     pytest.importorskip("dask.array")
     wrappers = pytest.importorskip("dask_ml.wrappers")
     from skprobae.parallel import from_memmap
+
     path = tmp_path / "rows.f32"
     np.tile(data[:1000], (20, 1)).tofile(path)  # 20,000 rows
     mapped = np.memmap(path, dtype=np.float32, mode="r", shape=(20_000, 6))
