@@ -11,6 +11,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from importlib import metadata
@@ -159,6 +160,48 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+class PeakMemory:
+    """The process's peak resident memory while the ``with`` body runs.
+
+    ``hwm``: the kernel's ``VmHWM`` (peak resident set) at the end; ``peak``:
+    the sampled peaks (every ``interval_s``) of ``VmRSS`` and of its
+    anonymous (``RssAnon``) and file-backed (``RssFile``) parts.
+    """
+
+    FIELDS = ("VmRSS", "RssAnon", "RssFile")
+
+    def __init__(self, interval_s: float = 0.02):
+        self.interval_s, self._done = interval_s, False
+        self.peak = dict.fromkeys(self.FIELDS, 0)
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    @staticmethod
+    def status() -> dict:
+        fields = {}
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
+                    fields[key] = int(value.split()[0]) * 1024
+        return fields
+
+    def _sample(self) -> None:
+        while not self._done:
+            now = self.status()
+            for key in self.FIELDS:
+                self.peak[key] = max(self.peak[key], now.get(key, 0))
+            time.sleep(self.interval_s)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done = True
+        self._thread.join()
+        self.hwm = self.status()["VmHWM"]
 
 
 class RunCache:

@@ -46,45 +46,26 @@ from _common import OUTPUT_HELP, markdown_table, report_path, run_details, run_p
 N_FEATURES = 784
 
 CHILD = r"""
-import json, sys, threading, time
+import json, sys, time
 import numpy as np, torch
-path, rows, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+path, rows, threads, benchmarks = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 torch.set_num_threads(threads)
+sys.path.insert(0, benchmarks)
+from _common import PeakMemory
 from skprobae import ProbabilisticAutoencoder
 
-def status():
-    fields = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
-                fields[key] = int(value.split()[0]) * 1024
-    return fields
-
-peak = {"RssAnon": 0, "RssFile": 0, "VmRSS": 0}
-done = False
-def sample():
-    while not done:
-        now = status()
-        for key in peak:
-            peak[key] = max(peak[key], now.get(key, 0))
-        time.sleep(0.02)
-sampler = threading.Thread(target=sample, daemon=True)
-sampler.start()
 X = np.memmap(path, dtype=np.float32, mode="r", shape=(rows, 784))
 model = ProbabilisticAutoencoder(distribution="mse", n_components=32, hidden_layer_sizes=(256, 64),
                                  max_epochs=1, random_state=0)
-start = time.perf_counter()
-model.fit(X)
-fit_s = time.perf_counter() - start
-start = time.perf_counter()
-scores = model.score_samples(X[: min(rows, 100_000)])
-score_s = time.perf_counter() - start
-done = True
-sampler.join()
-final = status()
-result = {"fit_s": fit_s, "score_s": score_s, "hwm": final["VmHWM"], "finite": bool(np.isfinite(scores).all())}
-print(json.dumps({**result, **{"peak_" + k: v for k, v in peak.items()}}))
+with PeakMemory() as memory:
+    start = time.perf_counter()
+    model.fit(X)
+    fit_s = time.perf_counter() - start
+    start = time.perf_counter()
+    scores = model.score_samples(X[: min(rows, 100_000)])
+    score_s = time.perf_counter() - start
+result = {"fit_s": fit_s, "score_s": score_s, "hwm": memory.hwm, "finite": bool(np.isfinite(scores).all())}
+print(json.dumps({**result, **{"peak_" + k: v for k, v in memory.peak.items()}}))
 """
 
 
@@ -102,7 +83,8 @@ def write_file(path: Path, rows: int) -> None:
 
 
 def run_variant(python: str, path: Path, rows: int, threads: int, env: dict) -> dict:
-    return run_python(python, ["-c", CHILD, str(Path(path).resolve()), str(rows), str(threads)], env=env)
+    here = str(Path(__file__).resolve().parent)
+    return run_python(python, ["-c", CHILD, str(Path(path).resolve()), str(rows), str(threads), here], env=env)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -37,7 +37,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -45,41 +44,9 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import markdown_table, report_path, run_details, run_python, write_report  # noqa: E402
+from _common import PeakMemory, markdown_table, report_path, run_details, run_python, write_report  # noqa: E402
 
 SMALL_AE = {"n_components": 4, "hidden_layer_sizes": (32,), "random_state": 0}
-
-
-class PeakMemory:
-    """The process's peak resident memory: the kernel's ``VmHWM`` at the end, and sampled anonymous memory."""
-
-    def __init__(self, interval_s: float = 0.02):
-        self.interval_s, self.peak_anon, self._done = interval_s, 0, False
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    @staticmethod
-    def status() -> dict:
-        fields = {}
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                key, _, value = line.partition(":")
-                if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
-                    fields[key] = int(value.split()[0]) * 1024
-        return fields
-
-    def _sample(self) -> None:
-        while not self._done:
-            self.peak_anon = max(self.peak_anon, self.status().get("RssAnon", 0))
-            time.sleep(self.interval_s)
-
-    def __enter__(self) -> PeakMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._done = True
-        self._thread.join()
-        self.hwm = self.status()["VmHWM"]
 
 
 def low_rank_rows(rng: np.random.Generator, n: int, n_features: int, basis: np.ndarray) -> np.ndarray:
@@ -182,7 +149,7 @@ def child_incremental(args: list[str]) -> dict:
     return {
         "seconds": seconds,
         "hwm": memory.hwm,
-        "peak_anon": memory.peak_anon,
+        "peak_anon": memory.peak["RssAnon"],
         "held_out_score": model.score(held_out),
         "epochs": len(model.history_),
         "blocks": n_blocks,
