@@ -42,7 +42,7 @@ from sklearn import get_config
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import PrintLog
 from skorch.helper import predefined_split
 from torch import Tensor, nn
@@ -55,16 +55,24 @@ from ._engine import (
     RowData,
     block_rows,
     choose_threads,
-    iter_blocks,
     map_rows,
     measure_row_cost,
     torch_threads,
     training_source,
 )
 from ._net import AcceleratedLikelihoodNet, ClipGradNorm, EpochProgress, KeepBest, LikelihoodNet
+from ._table import (
+    auto_n_components,
+    check_explicit_n_components,
+    check_table,
+    fit_standardization,
+    table_layout,
+    table_output,
+)
 from ._version import PersistenceMixin
-from .distributions import OutputDistribution, make_distribution
+from .distributions import BUILTIN_DISTRIBUTIONS, OutputDistribution, make_distribution
 from .nn import ACTIVATIONS, LatentPrior, build_networks, parse_image_shape
+from .nn._table import TableHead, TableInput
 
 _SEED_MAX = np.iinfo(np.int32).max
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -106,6 +114,12 @@ RUNTIME_PARAMS = frozenset(
     }
 )
 """Parameters that ``warm_start`` / ``partial_fit`` may change between calls; any other change is refused."""
+
+AUTO_FENCE = 1.5
+"""``contamination="auto"``: ``offset_`` is Tukey's lower fence ``Q1 - 1.5 IQR`` of the training scores."""
+
+MARGINALIZING_FAMILIES = frozenset({"mse", "normal", "normal_diag", "normal_full", "t", "t_diag", "t_full"})
+"""Built-in families with an exact marginal over the observed entries: they train on and score rows with NaN."""
 
 INTERRUPTED_OFFSET_ROWS = 256
 """Training rows scored for ``offset_`` after a KeyboardInterrupt, so that the fit ends within seconds."""
@@ -240,7 +254,7 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
     """Base class of the autoencoder estimators; not for direct use (see the module docstring)."""
 
     _parameter_constraints: dict = {
-        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "n_components": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "architecture": [StrOptions({"mlp", "conv"})],
         "image_shape": [tuple, list, None],
         "hidden_layer_sizes": [tuple, list],
@@ -258,7 +272,7 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         "device": [str],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
-        "contamination": [Interval(Real, 0, 0.5, closed="right")],
+        "contamination": [Interval(Real, 0, 0.5, closed="right"), StrOptions({"auto"})],
         "warm_start": ["boolean"],
         "accelerator": [dict, "boolean", None],
         "encoder": [callable, None],
@@ -293,6 +307,15 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
     def _log_density(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def _reconstruction_params(self, x: Tensor) -> Tensor:
+        """Raw output-distribution parameters of the reconstruction of ``x`` (the head's input)."""
+        module = self.net_.module_
+        return module.decoder_params(module.encode(x))
+
+    @property
+    def _output_head(self) -> OutputDistribution:
+        return self.net_.module_.head
+
     def _fitted_nets(self) -> list[LikelihoodNet]:
         """The skorch nets of the fitted model (moved together between devices and dtypes)."""
         return [self.net_]
@@ -318,43 +341,104 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
                 UserWarning,
                 stacklevel=3,
             )
-        X = self._check_X(X, reset=True)
-        if self.image_shape is not None or self.architecture == "conv":
+        X, has_missing = self._check_rows(X, reset=True)
+        images = self._images
+        if images:
             parse_image_shape(self.image_shape, X.shape[1])
-        else:
+        self._fit_table(X, has_missing)
+        if not images and not getattr(self, "standardize", False):
             _warn_if_badly_scaled(type(self).__name__, X)
         return X
 
-    def _check_X(self, X, reset: bool = False) -> np.ndarray:
+    @property
+    def _images(self) -> bool:
+        return self.image_shape is not None or self.architecture == "conv"
+
+    _tabular = True  # the estimator reads categorical columns and standardizes continuous ones (not AEF)
+
+    def _fit_table(self, X: np.ndarray, has_missing: bool) -> None:
+        """The table's fitted attributes: categories, standardization, missingness indicators, ``n_components_``."""
+        owner = type(self).__name__
+        if self.is_categorical_.any() and (self._images or not self._tabular):
+            names = [str(n) for n in np.asarray(self.get_feature_names_in())[self.is_categorical_]][:5]
+            why = "image rows" if self._tabular else f"{owner}'s bijection, which needs continuous values"
+            raise ValueError(
+                f"{owner}: categorical columns ({', '.join(names)}) are not supported with {why}; one-hot encode "
+                "them or use ProbabilisticAutoencoder, PAE or VAE, which model categories natively."
+            )
+        if has_missing:
+            self._check_missing_supported(self._make_head(X.shape[1]) if self._tabular else None)
+        fit_standardization(self, X, bool(getattr(self, "standardize", False)) and not self._images)
+        self.missing_indicators_ = bool(has_missing and not self._images)
+        if self.n_components == "auto":
+            self.n_components_ = self._default_image_components if self._images else auto_n_components(self, X)
+        else:
+            check_explicit_n_components(self, self.n_components, X.shape[1])
+            self.n_components_ = int(self.n_components)
+
+    _default_image_components = 8
+    """``n_components_`` of ``n_components="auto"`` for images (``image_shape``), where no spectrum rule is used."""
+
+    def get_feature_names_in(self) -> np.ndarray:
+        names = getattr(self, "feature_names_in_", None)
+        return names if names is not None else np.array([f"x{j}" for j in range(self.n_features_in_)], dtype=object)
+
+    def _allows_nan(self) -> bool:
+        """Whether this configuration trains on and scores rows with missing entries (the ``allow_nan`` tag)."""
+        if not self._tabular:
+            return False
+        name = getattr(self, "distribution", "mse")
+        if name in MARGINALIZING_FAMILIES:
+            return True
+        if name in BUILTIN_DISTRIBUTIONS:
+            return False
+        try:  # a registered family: ask it
+            return make_distribution(name, 4, self.n_mixtures, **(self.distribution_options or {})).marginalizes
+        except Exception:  # a family that cannot be built without the data cannot promise a marginal
+            return False
+
+    def _check_missing_supported(self, head: OutputDistribution | None) -> None:
+        """Rows with NaN need a family that scores the observed entries (its exact marginal)."""
+        if head is not None and head.marginalizes:
+            return
+        owner = type(self).__name__
+        if head is None:
+            raise ValueError(
+                f"{owner}: X contains NaN, but {owner}'s likelihood is a bijection of every feature and has no "
+                "marginal over the observed ones. Impute first (skprobae.PAEImputer), or use "
+                "ProbabilisticAutoencoder, PAE or VAE, which train on and score the observed entries of a row."
+            )
+        name = getattr(self, "distribution", type(head).__name__)
+        raise ValueError(
+            f"{owner}: X contains NaN, but distribution={name!r} has no closed-form marginal over the observed "
+            "entries of a row. Choose a factorised or full-covariance family ('mse', 'normal', 'normal_diag', "
+            "'normal_full', 't', 't_diag', 't_full'), or impute X first (skprobae.PAEImputer)."
+        )
+
+    def _check_rows(self, X, reset: bool = False, allow_empty_rows: bool = False, **options) -> tuple[np.ndarray, bool]:
+        """Validated rows (see :func:`~skprobae._table.check_table`) and whether any entry is missing."""
+        if isinstance(X, np.ndarray) and X.ndim > 2:
+            X = self._flatten_images(X)
+        return check_table(self, X, reset=reset, allow_empty_rows=allow_empty_rows, **options)
+
+    def _check_X(self, X, reset: bool = False, allow_empty_rows: bool = False) -> np.ndarray:
         """Validated rows: float32 and float64 (memory-mapped or not) as they are, anything else as float64.
 
+        NaN marks a missing entry; categorical values become category codes.
         Finiteness and the float32 range are checked block by block, so a
         memory-mapped file is never read whole into memory.
         """
-        if isinstance(X, np.ndarray) and X.ndim > 2:
-            X = self._flatten_images(X)
-        X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32], ensure_all_finite=False)
-        for block in iter_blocks(X, max(1, 2**24 // max(1, X.shape[1]))):
-            if not block.size:
-                continue
-            # reductions without temporaries: NaN and infinity propagate into max and min
-            low, high = block.min(), block.max()
-            if not (np.isfinite(low) and np.isfinite(high)):
-                what = "NaN" if np.isnan(block).any() else f"infinity or a value too large for {X.dtype!r}"
-                raise ValueError(f"Input X contains {what}.")
-            if max(-low, high) > _FLOAT32_MAX:
-                raise ValueError(
-                    "X has values beyond the float32 range (|x| > 3.4e38) that the network cannot represent; "
-                    "rescale X, e.g. with StandardScaler."
-                )
+        X, has_missing = self._check_rows(X, reset=reset, allow_empty_rows=allow_empty_rows)
+        if has_missing and not reset and hasattr(self, "net_"):
+            self._check_missing_supported(self._output_head if self._tabular else None)
         return X
 
     def _check_codes(self, Z) -> np.ndarray:
         """Latent codes for ``inverse_transform``: 2-D, finite, ``n_components`` columns."""
         Z = check_array(Z, dtype=[np.float64, np.float32])
-        if Z.shape[1] != self.n_components:
+        if Z.shape[1] != self.n_components_:
             raise ValueError(
-                f"Z has {Z.shape[1]} columns, but {type(self).__name__} has n_components={self.n_components}."
+                f"Z has {Z.shape[1]} columns, but {type(self).__name__} has n_components={self.n_components_}."
             )
         return Z
 
@@ -385,15 +469,34 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         return X.reshape(len(X), -1)
 
     # ----------------------------------------------------------------- networks
-    def _make_head(self, n_features: int) -> OutputDistribution:
-        """The output distribution named by ``distribution`` (a mixture of ``n_mixtures``) over ``n_features``."""
-        return make_distribution(
-            self.distribution,
-            n_features,
-            self.n_mixtures,
-            image_shape=self.image_shape,
-            **(self.distribution_options or {}),
-        )
+    def _make_head(self, n_features: int) -> TableHead:
+        """The distribution of a row: ``distribution`` (a mixture of ``n_mixtures``) over the continuous columns,
+        a categorical one over each categorical column (:class:`~skprobae.nn._table.TableHead`)."""
+        layout = self._table_layout()
+        n_continuous = len(layout.continuous)
+        continuous = None
+        if n_continuous:
+            continuous = make_distribution(
+                self.distribution,
+                n_continuous,
+                self.n_mixtures,
+                image_shape=self.image_shape,
+                **(self.distribution_options or {}),
+            )
+        return TableHead(continuous, layout)
+
+    def _table_layout(self):
+        if not hasattr(self, "feature_loc_"):  # before the table is fitted: every column continuous, as it is
+            d = self.n_features_in_
+            self.is_categorical_, self.categories_ = np.zeros(d, dtype=bool), []
+            self.feature_loc_, self.feature_scale_, self.missing_indicators_ = np.zeros(d), np.ones(d), False
+        return table_layout(self)
+
+    def _table_networks(self, head: OutputDistribution, encoder_outputs: int | None = None) -> tuple[nn.Module, ...]:
+        """Encoder, decoder and the :class:`~skprobae.nn._table.TableInput` in front of the encoder."""
+        inputs = TableInput(self._table_layout())
+        encoder, decoder = self._build_networks(inputs.n_outputs, head, encoder_outputs)
+        return encoder, decoder, inputs
 
     def _build_networks(
         self, n_features: int, head: OutputDistribution, encoder_outputs: int | None = None
@@ -405,7 +508,7 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         **decoder_kwargs)`` (the signature of ``torch.nn.Linear``); a probe
         pass checks that it maps rows to the right number of values.
         """
-        k = self.n_components
+        k = self.n_components_
         n_out = encoder_outputs or k
         custom = {
             "encoder": (getattr(self, "encoder", None), getattr(self, "encoder_kwargs", None), n_features, n_out),
@@ -464,8 +567,8 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         if tuple(output.shape) == (2, n_expected):
             return
         if role == "encoder":
-            need = f"{n_expected} (n_components={self.n_components}" + (
-                ", means and scales)" if n_expected != self.n_components else ")"
+            need = f"{n_expected} (n_components={self.n_components_}" + (
+                ", means and scales)" if n_expected != self.n_components_ else ")"
             )
         else:
             name = getattr(self, "distribution", type(head).__name__)
@@ -592,7 +695,7 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         )
         self.history_ = self.net_.history
         self.n_iter_ = len(self.net_.history)
-        self._n_features_out = self.n_components
+        self._n_features_out = self.n_components_
         seen = getattr(self, "n_samples_seen_", 0) if self._partial and self._continuing else 0
         self.n_samples_seen_ = seen + len(X)
         if self._partial and self._continuing and len(X) < 2:
@@ -952,7 +1055,7 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         not depend on the other rows.
         """
         generator = torch.Generator().manual_seed(self._importance_seed)
-        noise = torch.randn(n_samples, self.n_components, generator=generator, dtype=torch.float64)
+        noise = torch.randn(n_samples, self.n_components_, generator=generator, dtype=torch.float64)
         return noise.to(self._device)
 
     def _network_input(self, x: Tensor) -> Tensor:
@@ -1022,7 +1125,7 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         """
         check_is_fitted(self)
         Z = self._check_codes(Z)
-        return self._finite("inverse_transform", Z, self._run("inverse_transform", self._decode, Z))
+        return table_output(self, self._finite("inverse_transform", Z, self._run("inverse_transform", self._decode, Z)))
 
     def reconstruct(self, X, return_std: bool = False):
         """Point estimate of ``x`` given ``x``, and optionally its per-feature standard deviation.
@@ -1043,7 +1146,35 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         kind = "reconstruct_std" if return_std else "reconstruct"
         X = self._check_X(X)
         result = self._run(kind, partial(self._reconstruct, return_std=bool(return_std)), X)
-        return self._finite("reconstruct", X, result, return_std=return_std, checked=1)
+        result = self._finite("reconstruct", X, result, return_std=return_std, checked=1)
+        return (table_output(self, result[0]), result[1]) if return_std else table_output(self, result)
+
+    def predict_category_proba(self, X) -> list[np.ndarray]:
+        """Per-category probabilities of every categorical column in the reconstruction of each row.
+
+        ``reconstruct`` gives the most probable category; this gives the
+        whole distribution, one array per categorical column in the order of
+        ``categories_`` (column ``j`` of array ``i`` is the probability of
+        ``categories_[i][j]``).
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+
+        Returns
+        -------
+        probabilities : list of ndarray of shape (n_samples, n_categories)
+            Empty when the model has no categorical column.
+        """
+        check_is_fitted(self)
+        X = self._check_X(X)
+        if not self.is_categorical_.any():
+            return []
+        head = self._output_head
+        result = self._run(
+            "category_proba", lambda x: tuple(head.category_probabilities(self._reconstruction_params(x))), X
+        )
+        return list(result)
 
     def sample(self, n_samples: int = 1, random_state=None, temperature: float = 1.0) -> np.ndarray:
         """New rows: codes drawn from the latent prior, decoded.
@@ -1063,9 +1194,9 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         """
         check_is_fitted(self)
         n_samples, temperature = self._check_n_samples(n_samples), self._check_temperature(temperature)
-        base = np.random.default_rng(draw_seed(random_state)).standard_normal((n_samples, self.n_components))
+        base = np.random.default_rng(draw_seed(random_state)).standard_normal((n_samples, self.n_components_))
         prior = self._prior
-        return self._run("sample", lambda u: self._decode(prior.from_base(u)), temperature * base)
+        return table_output(self, self._run("sample", lambda u: self._decode(prior.from_base(u)), temperature * base))
 
     def _score_steps(self) -> tuple[Callable[[int], Callable[[Tensor], object]], int] | None:
         """``_log_density`` as an iterative computation for the cost probe (see :meth:`_row_cost`); None if not."""
@@ -1122,13 +1253,16 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         self.offset_ = self._offset_from(self._score_samples(X, rows=self._offset_rows(X, rng)))
 
     def _offset_from(self, training_scores: np.ndarray) -> float:
-        """The ``contamination`` quantile of the training scores, which must be finite."""
+        """The ``contamination`` quantile of the training scores (``"auto"``: Tukey's lower fence); finite scores."""
         bad = ~np.isfinite(training_scores)
         if bad.any():
             raise FloatingPointError(
                 f"{type(self).__name__}: the fitted model gives non-finite scores on {int(bad.sum())} "
                 "training rows. Standardize X, lower learning_rate or choose a simpler distribution."
             )
+        if self.contamination == "auto":
+            q1, q3 = np.percentile(training_scores, [25.0, 75.0])
+            return float(q1 - AUTO_FENCE * (q3 - q1))
         return float(np.percentile(training_scores, 100.0 * self.contamination))
 
     def decision_function(self, X) -> np.ndarray:
@@ -1159,7 +1293,7 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
+        tags.input_tags.allow_nan = self._allows_nan()
         tags.input_tags.sparse = False
         tags.non_deterministic = False
         tags.transformer_tags.preserves_dtype = ["float64"]

@@ -20,14 +20,14 @@ class PAEImputer(PersistenceMixin, OneToOneFeatureMixin, TransformerMixin, BaseE
     """Fill NaNs with the posterior mean of a PAE learned from the incomplete data.
 
     Features are standardized with the mean and std of their observed values.
-    A :class:`~skprobae.PAE` is fitted on the rows with missing entries set to
-    the feature means; then, for ``n_rounds - 1`` more rounds, the missing
-    entries are replaced by the current model's posterior means
-    (:meth:`PAE.impute`) and the PAE is refitted. Training on the complete
-    rows only would leave little data once a few percent of the entries are
-    missing at random in tens of features; the mean fill alone shrinks the
-    spread of the incomplete features, which one refinement round mostly
-    undoes.
+    A :class:`~skprobae.PAE` is fitted on the incomplete rows themselves: its
+    autoencoder maximises the likelihood of the observed entries only (a
+    masked loss; the encoder sees missing entries at the mean plus the
+    missingness mask), so no entry is ever made up for training. With
+    ``n_rounds > 1``, the missing entries are then replaced by the current
+    model's posterior means (:meth:`PAE.impute`) and the PAE refitted on
+    the filled rows, ``n_rounds - 1`` times (the scheme of earlier versions,
+    whose first round trained on mean-filled rows).
 
     ``transform`` fills each missing entry with its posterior mean given the
     observed entries of its row; ``transform(X, return_std=True)`` also gives
@@ -48,8 +48,9 @@ class PAEImputer(PersistenceMixin, OneToOneFeatureMixin, TransformerMixin, BaseE
 
     Parameters
     ----------
-    n_components : int, default=4
-        Latent dimension of the PAE.
+    n_components : int or "auto", default="auto"
+        Latent dimension of the PAE; ``"auto"`` chooses it from the data (see
+        :class:`~skprobae.PAE`).
     hidden_layer_sizes : tuple of int, default=(64,)
     activation : str, default="relu"
     flow : {"auto", "realnvp", "maf", "nsf"}, default="auto"
@@ -59,9 +60,10 @@ class PAEImputer(PersistenceMixin, OneToOneFeatureMixin, TransformerMixin, BaseE
         validation split applies).
     batch_size, learning_rate, validation_fraction, n_iter_no_change
         Training settings of the PAE.
-    n_rounds : int, default=2
-        Fits of the PAE: the first on mean-filled data, each further one on
-        the previous round's posterior means.
+    n_rounds : int, default=1
+        Fits of the PAE: the first on the incomplete rows (masked
+        likelihood), each further one on the previous round's posterior
+        means.
     n_restarts, n_posterior_samples, posterior_steps : int, default=4, 100, 200
         Posterior inference settings (see :meth:`PAE.impute`).
     calibration_fraction : float in [0, 0.5], default=0.1
@@ -99,7 +101,7 @@ class PAEImputer(PersistenceMixin, OneToOneFeatureMixin, TransformerMixin, BaseE
     """
 
     _parameter_constraints: dict = {
-        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "n_components": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "hidden_layer_sizes": [tuple, list],
         "activation": [str],
         "flow": [StrOptions(set(FLOW_NAMES))],
@@ -123,7 +125,7 @@ class PAEImputer(PersistenceMixin, OneToOneFeatureMixin, TransformerMixin, BaseE
 
     def __init__(
         self,
-        n_components=4,
+        n_components="auto",
         hidden_layer_sizes=(64,),
         activation="relu",
         flow="auto",
@@ -134,7 +136,7 @@ class PAEImputer(PersistenceMixin, OneToOneFeatureMixin, TransformerMixin, BaseE
         learning_rate=1e-3,
         validation_fraction=0.1,
         n_iter_no_change=10,
-        n_rounds=2,
+        n_rounds=1,
         n_restarts=4,
         n_posterior_samples=100,
         posterior_steps=200,
@@ -232,13 +234,16 @@ class PAEImputer(PersistenceMixin, OneToOneFeatureMixin, TransformerMixin, BaseE
         held_out = ~missing & (rng.random_sample(X.shape) < self.calibration_fraction)
         Z_train = np.where(held_out, np.nan, Z)
         hidden = missing | held_out
-        filled = np.where(hidden, 0.0, Z)
+        usable = ~hidden.all(axis=1)  # rows with an observed entry left to train on
+        if not usable.any():
+            raise ValueError("PAEImputer: every row has all its entries missing; there is nothing to learn from.")
+        training = Z_train[usable]
         for round_ in range(self.n_rounds):
             pae = self._make_pae(int(rng.randint(np.iinfo(np.int32).max)))
             pae._interrupt_raises = True  # an interrupted round is not a fitted imputer
-            self.pae_ = pae.fit(filled)
+            self.pae_ = pae.fit(training)
             if round_ < self.n_rounds - 1 and hidden.any():
-                filled = self._posterior_mean(Z_train, return_std=False)
+                training = self._posterior_mean(Z_train, return_std=False)
         self.shrinkage_, self.std_scale_ = np.ones(X.shape[1]), np.ones(X.shape[1])
         if held_out.any():
             rows = held_out.any(axis=1)

@@ -60,6 +60,20 @@ def lower_cholesky(raw: Tensor, n_features: int) -> Tensor:
     return flat.view(*raw.shape[:-1], d, d) + torch.diag_embed(diagonal)
 
 
+def observed_block_cholesky(scale_tril: Tensor, observed: Tensor) -> Tensor:
+    """Cholesky factor of the observed block of ``L L^T``, embedded with an identity over the missing entries.
+
+    With ``M`` the 0/1 diagonal of ``observed``, the factor of ``M L L^T M +
+    (I - M)``: its log-determinant is that of the observed block, and a
+    residual that is zero on the missing entries whitens to the observed
+    block's whitened residual. One batched Cholesky, whatever the patterns.
+    """
+    mask = observed.to(scale_tril.dtype)
+    covariance = scale_tril @ scale_tril.transpose(-1, -2)
+    covariance = covariance * mask[..., :, None] * mask[..., None, :] + torch.diag_embed(1 - mask)
+    return torch.linalg.cholesky(covariance)
+
+
 def n_tril(n_features: int) -> int:
     """Number of free values in a lower-triangular ``n_features`` square matrix."""
     return n_features * (n_features + 1) // 2
@@ -128,6 +142,36 @@ class OutputDistribution(nn.Module):
         them with :func:`sum_features`.
         """
         return self.distribution(params.double()).log_prob(x.double())
+
+    @property
+    def marginalizes(self) -> bool:
+        """Whether :meth:`log_prob_observed` scores rows with missing entries (an exact marginal)."""
+        return type(self).log_prob_observed is not OutputDistribution.log_prob_observed
+
+    def sample_values(self, params: Tensor, n_samples: int) -> Tensor:
+        """``n_samples`` draws of ``x`` for every row of ``params``, shape ``(n_samples, ..., n_features)``."""
+        return self.distribution(params).sample((n_samples,))
+
+    def log_prob_observed(self, params: Tensor, x: Tensor, observed: Tensor) -> Tensor:
+        """Log-density of the observed entries of each row: the marginal over the ``observed`` (bool) block.
+
+        ``x`` holds any finite value where ``observed`` is False. Families
+        with a closed-form marginal override this; the default accepts only
+        rows with every entry observed.
+
+        Raises
+        ------
+        ValueError
+            If an entry is missing and the family has no closed-form marginal.
+        """
+        if not bool(observed.all()):
+            raise ValueError(
+                f"The output distribution {type(self).__name__} has no closed-form marginal over the observed "
+                "entries of a row, so it cannot score or train on rows with missing values (NaN); choose a "
+                "factorised or full-covariance family (normal, normal_diag, normal_full, t, t_diag, t_full, mse) "
+                "or impute X first (skprobae.PAEImputer)."
+            )
+        return self.log_prob(params, x)
 
     def scale_loss(self, nll: Tensor) -> Tensor:
         """Map the mean negative log-likelihood to the training loss (identity here)."""

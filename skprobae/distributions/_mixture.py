@@ -72,6 +72,16 @@ class Mixture(OutputDistribution):
         component_log_prob = self.component.log_prob(component_params, x.unsqueeze(-2))
         return torch.logsumexp(component_log_prob + logits.log_softmax(-1).to(component_log_prob.dtype), dim=-1)
 
+    @property
+    def marginalizes(self) -> bool:
+        return self.component.marginalizes
+
+    def log_prob_observed(self, params: Tensor, x: Tensor, observed: Tensor) -> Tensor:
+        """Each component's marginal over the observed block, mixed with the same weights (exact)."""
+        logits, component_params = self._split(params)
+        component_log_prob = self.component.log_prob_observed(component_params, x.unsqueeze(-2), observed.unsqueeze(-2))
+        return torch.logsumexp(component_log_prob + logits.log_softmax(-1).to(component_log_prob.dtype), dim=-1)
+
     def scale_loss(self, nll: Tensor) -> Tensor:
         return self.component.scale_loss(nll)
 

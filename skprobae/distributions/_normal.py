@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 from torch.distributions import Independent, MultivariateNormal, Normal
 
-from ._base import LOG_2PI, OutputDistribution, lower_cholesky, n_tril, positive, sum_features
+from ._base import LOG_2PI, OutputDistribution, lower_cholesky, n_tril, observed_block_cholesky, positive, sum_features
 
 
 class UnitNormal(OutputDistribution):
@@ -23,6 +24,10 @@ class UnitNormal(OutputDistribution):
     def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
         return -0.5 * sum_features((x.to(params.dtype) - params) ** 2) - 0.5 * self.n_features * LOG_2PI
 
+    def log_prob_observed(self, params: Tensor, x: Tensor, observed: Tensor) -> Tensor:
+        residual = torch.where(observed, x.to(params.dtype) - params, 0.0)
+        return -0.5 * sum_features(residual**2) - 0.5 * LOG_2PI * observed.sum(-1, dtype=torch.float64)
+
 
 class SquaredError(UnitNormal):
     r"""``mse``: the plain autoencoder, trained on the mean squared error.
@@ -39,6 +44,11 @@ class SquaredError(UnitNormal):
 
     def loss(self, params: Tensor, x: Tensor) -> Tensor:
         return ((x - params) ** 2).mean()
+
+    def loss_observed(self, params: Tensor, x: Tensor, observed: Tensor) -> Tensor:
+        """Mean squared error over the observed entries."""
+        residual = torch.where(observed, x - params, 0.0)
+        return (residual**2).sum() / observed.sum().clamp_min(1)
 
 
 class DiagonalNormal(OutputDistribution):
@@ -63,6 +73,12 @@ class DiagonalNormal(OutputDistribution):
         z = (x.to(params.dtype) - loc) / scale
         return sum_features(-0.5 * z * z - scale.log()) - 0.5 * self.n_features * LOG_2PI
 
+    def log_prob_observed(self, params: Tensor, x: Tensor, observed: Tensor) -> Tensor:
+        loc, scale = self._split(params)
+        z = (x.to(params.dtype) - loc) / scale
+        terms = torch.where(observed, -0.5 * z * z - scale.log(), 0.0)
+        return sum_features(terms) - 0.5 * LOG_2PI * observed.sum(-1, dtype=torch.float64)
+
 
 class FullNormal(OutputDistribution):
     r"""``normal_full``: :math:`\mathcal{N}(\mu, LL^\top)` with a Cholesky factor ``L``.
@@ -85,3 +101,13 @@ class FullNormal(OutputDistribution):
         loc, raw_tril = params.split([self.n_features, n_tril(self.n_features)], dim=-1)
         scale_tril = lower_cholesky(raw_tril, self.n_features)
         return MultivariateNormal(loc, scale_tril=scale_tril, validate_args=False)
+
+    def log_prob_observed(self, params: Tensor, x: Tensor, observed: Tensor) -> Tensor:
+        """The observed block's Gaussian: mean and covariance restricted to it (exact)."""
+        params = params.double()
+        loc, raw_tril = params.split([self.n_features, n_tril(self.n_features)], dim=-1)
+        factor = observed_block_cholesky(lower_cholesky(raw_tril, self.n_features), observed)
+        residual = torch.where(observed, x.double() - loc, 0.0)
+        white = torch.linalg.solve_triangular(factor, residual.unsqueeze(-1), upper=False).squeeze(-1)
+        log_det = factor.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+        return -0.5 * (white**2).sum(-1) - log_det - 0.5 * LOG_2PI * observed.sum(-1, dtype=torch.float64)

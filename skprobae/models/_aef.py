@@ -111,8 +111,12 @@ class AEF(BaseAutoencoder):
 
     Parameters
     ----------
-    n_components : int, default=8
-        Latent dimension, and the number of core features.
+    n_components : int or "auto", default="auto"
+        Latent dimension. ``"auto"`` chooses it from the training data: the
+        number of principal components that keep 90% of the variance of the
+        standardized rows (categories one-hot, missing entries at the mean),
+        at most ``n_features - 1`` (for images, 8; see
+        ``n_components_``). An explicit value above ``n_features`` warns.
     partition : {"linear", "random", "center", "corner"}, default="linear"
     architecture, image_shape, hidden_layer_sizes, activation
         Encoder and decoder networks, as for
@@ -147,6 +151,8 @@ class AEF(BaseAutoencoder):
 
     Attributes
     ----------
+    n_components_ : int
+        The latent dimension used (``n_components``, or its ``"auto"`` choice).
     net_ : skorch.NeuralNet
     history_ : skorch.History
         Per epoch: ``train_loss`` (the exact NLL of ``(x, h(x))`` for
@@ -182,6 +188,9 @@ class AEF(BaseAutoencoder):
     (3, 64)
     """
 
+    _default_image_components = 8
+    _tabular = False
+
     _parameter_constraints: dict = {
         **BaseAutoencoder._parameter_constraints,
         "partition": [StrOptions(set(PARTITIONS))],
@@ -196,7 +205,7 @@ class AEF(BaseAutoencoder):
 
     def __init__(
         self,
-        n_components=8,
+        n_components="auto",
         partition="linear",
         architecture="mlp",
         image_shape=None,
@@ -265,8 +274,8 @@ class AEF(BaseAutoencoder):
         self.accelerator = accelerator
 
     # ------------------------------------------------------------------ input
-    def _check_X(self, X, reset: bool = False) -> np.ndarray:
-        X = super()._check_X(X, reset=reset)
+    def _check_rows(self, X, reset: bool = False, allow_empty_rows: bool = False, **options) -> tuple[np.ndarray, bool]:
+        X, has_missing = super()._check_rows(X, reset=reset, allow_empty_rows=allow_empty_rows, **options)
         if self.logit_lambda is not None and X.size:
             # The bijection's domain: [0, 1] widened by lambda / (1 - 2 lambda), which generated data can reach.
             s = self.logit_lambda + (1 - 2 * self.logit_lambda) * X
@@ -277,13 +286,13 @@ class AEF(BaseAutoencoder):
                     f"logit_lambda={self.logit_lambda} needs X in [0, 1], but {outside.size} column(s) leave it "
                     f"(columns {shown}). Rescale X into [0, 1] (e.g. MinMaxScaler) or set logit_lambda=None."
                 )
-        return X
+        return X, has_missing
 
     def _check_fit_settings(self, X: np.ndarray, split: Split) -> None:
         if self.partition in ("center", "corner") and self.image_shape is None:
             raise ValueError(f"partition={self.partition!r} needs image_shape=(H, W) or (C, H, W).")
         if self.partition != "linear":
-            core_indices(self.partition, self.n_components, X.shape[1], self.image_shape)
+            core_indices(self.partition, self.n_components_, X.shape[1], self.image_shape)
 
     def _logit_moments(self, X: np.ndarray) -> tuple[Tensor, Tensor]:
         """Per-feature mean and log-std of the preprocessing logits of ``X``, accumulated block by block."""
@@ -297,7 +306,7 @@ class AEF(BaseAutoencoder):
         return torch.from_numpy(mean), torch.from_numpy(np.log(np.sqrt(np.maximum(variance, 0)).clip(1e-3)))
 
     def _build_module(self, X: np.ndarray) -> AEFModule:
-        n_features, k = X.shape[1], self.n_components
+        n_features, k = X.shape[1], self.n_components_
         hidden_flow = tuple(self.flow_hidden_layer_sizes)
         self._core = core_indices(self.partition, k, n_features, self.image_shape, torch.default_generator)
         encoder, decoder = self._build_networks(n_features, UnitNormal(n_features), encoder_outputs=2 * k)

@@ -10,7 +10,7 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 from torch import Tensor, nn
 
 from .._base import BaseAutoencoder, Split, draw_seed, torch_generator
@@ -56,8 +56,31 @@ class PAE(BaseAutoencoder):
 
     Parameters
     ----------
-    n_components : int, default=16
-        Latent dimension K.
+    n_components : int or "auto", default="auto"
+        Latent dimension. ``"auto"`` chooses it from the training data: the
+        number of principal components that keep 90% of the variance of the
+        standardized rows (categories one-hot, missing entries at the mean),
+        at most ``n_features - 1`` (for images, 16; see
+        ``n_components_``). An explicit value above ``n_features`` warns.
+    categorical_features : "from_dtype", None, array-like of int, str or bool, default="from_dtype"
+        Categorical columns, modelled by a categorical distribution (a
+        Bernoulli for two categories) instead of ``distribution``; the
+        encoder sees them one-hot. ``"from_dtype"``: the ``category``,
+        ``object``, ``string`` and ``bool`` columns of a DataFrame (none of
+        an array); else column indices, names or a boolean mask, as in
+        ``HistGradientBoostingClassifier``. Their values may be anything
+        hashable; ``reconstruct``, ``sample`` and ``inverse_transform``
+        return the categories (a DataFrame with the fitted dtypes when fitted
+        on one), :meth:`predict_category_proba` their probabilities. A
+        category not seen in fit raises a ValueError naming the column.
+    standardize : bool, default=True
+        Standardize each continuous column inside the model with the mean
+        and std of its observed training values (near-constant columns are
+        left as they are). ``score_samples`` stays a log-likelihood in the
+        units of ``X`` (the log-determinant of the standardization is
+        included), so no ``StandardScaler`` is needed in front. Not applied
+        to images (``image_shape`` or ``architecture="conv"``), whose pixels
+        share one scale.
     architecture : {"mlp", "conv"}, default="mlp"
         Encoder/decoder family; ``"conv"`` needs ``image_shape``.
     image_shape : tuple of int or None, default=None
@@ -114,14 +137,29 @@ class PAE(BaseAutoencoder):
     random_state : int, RandomState instance or None, default=None
         Seeds the split, initialisation, shuffling and jitter.
     verbose : int, default=0
-    contamination : float, default=0.1
-        Expected share of outliers; sets ``offset_``.
+    contamination : float or "auto", default=0.1
+        Expected share of outliers; sets ``offset_`` (``"auto"``: Tukey's
+        lower fence of the training scores, see
+        :class:`~skprobae.ProbabilisticAutoencoder`).
     warm_start, accelerator
         As for :class:`~skprobae.ProbabilisticAutoencoder` (both stages
         continue, or train data-parallel).
 
     Attributes
     ----------
+    n_components_ : int
+        The latent dimension used (``n_components``, or its ``"auto"`` choice).
+    is_categorical_ : ndarray of bool of shape (n_features_in_,)
+        Which columns are categorical.
+    categories_ : list of ndarray
+        The categories of each categorical column, in column order (their
+        codes 0, 1, ... index these arrays).
+    feature_loc_, feature_scale_ : ndarray of shape (n_features_in_,)
+        The standardization of the continuous columns (0 and 1 for the others
+        and with ``standardize=False``).
+    missing_indicators_ : bool
+        Whether the training data had missing entries, so that the encoder
+        also sees each row's missingness mask (zero-filled values otherwise).
     net_ : skorch.NeuralNet
         The autoencoder (stage 1).
     flow_net_ : skorch.NeuralNet
@@ -167,8 +205,12 @@ class PAE(BaseAutoencoder):
 
     _final_stage = "latent flow"
 
+    _default_image_components = 16
+
     _parameter_constraints: dict = {
         **BaseAutoencoder._parameter_constraints,
+        "categorical_features": [StrOptions({"from_dtype"}), "array-like", str, None],
+        "standardize": ["boolean"],
         "distribution": [StrOptions(DISTRIBUTION_NAMES)],
         "distribution_options": [dict, None],
         "n_mixtures": [Interval(Integral, 1, None, closed="left")],
@@ -186,7 +228,9 @@ class PAE(BaseAutoencoder):
 
     def __init__(
         self,
-        n_components=16,
+        n_components="auto",
+        categorical_features="from_dtype",
+        standardize=True,
         architecture="mlp",
         image_shape=None,
         hidden_layer_sizes=(256, 128),
@@ -226,6 +270,8 @@ class PAE(BaseAutoencoder):
         accelerator=None,
     ):
         self.n_components = n_components
+        self.categorical_features = categorical_features
+        self.standardize = standardize
         self.architecture = architecture
         self.image_shape = image_shape
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -278,13 +324,18 @@ class PAE(BaseAutoencoder):
 
     def _check_fit_settings(self, X: np.ndarray, split: Split) -> None:
         self._check_score_settings()
+        if self.score_method == "laplace" and self.is_categorical_.any():
+            raise ValueError(
+                "PAE: score_method='laplace' expands the Gaussian likelihood of continuous columns; with "
+                "categorical columns use score_method='combined', 'latent' or 'reconstruction'."
+            )
         n_codes = len(split.fit_rows)
-        if n_codes <= self.n_components:
+        if n_codes <= self.n_components_:
             # The codes of n rows span at most n - 1 dimensions: a density over n_components
             # dimensions fitted to them is degenerate (scores near -1e40 off those rows).
             raise ValueError(
                 f"PAE: the latent flow is fitted to the codes of the training rows and needs more of them than "
-                f"n_components={self.n_components}; got n_samples={len(X)} ({n_codes} training row(s) after "
+                f"n_components={self.n_components_}; got n_samples={len(X)} ({n_codes} training row(s) after "
                 f"validation_fraction={self.validation_fraction}). Fit on more rows or lower n_components."
             )
 
@@ -293,10 +344,10 @@ class PAE(BaseAutoencoder):
 
     def _make_flow(self) -> FlowAdapter:
         if isinstance(self.flow, str):
-            flow = build_flow(self.flow, self.n_components, self.flow_transforms, self.flow_hidden_layer_sizes)
+            flow = build_flow(self.flow, self.n_components_, self.flow_transforms, self.flow_hidden_layer_sizes)
         else:
             flow = copy.deepcopy(self.flow).float()
-        return FlowAdapter(flow, self.n_components)
+        return FlowAdapter(flow, self.n_components_)
 
     def _build_flow_prior(self) -> FlowPrior:
         """The latent flow of stage 2, untrained (its codes are standardized after training)."""
@@ -304,7 +355,8 @@ class PAE(BaseAutoencoder):
 
     def _build_module(self, X: np.ndarray) -> Autoencoder:
         head = self._make_head(X.shape[1])
-        return Autoencoder(*self._build_networks(X.shape[1], head), head)
+        encoder, decoder, inputs = self._table_networks(head)
+        return Autoencoder(encoder, decoder, head, inputs)
 
     def _fit_rest(self, X: np.ndarray, split: Split, rng: np.random.RandomState) -> None:
         """Stage 2, in named steps: code standardization, feature ranges, noise scale, then the latent flow.
@@ -339,28 +391,47 @@ class PAE(BaseAutoencoder):
             width = (bound_high - bound_low) / 1.2
             low, high = bound_low + 0.1 * width, bound_high - 0.1 * width
             n_rows += n_before
+        count = np.zeros(X.shape[1])
         for block in iter_blocks(X, max(1, 2**22 // X.shape[1]), rows):
-            total += block.sum(axis=0, dtype=np.float64)
-            low, high = np.minimum(low, block.min(axis=0)), np.maximum(high, block.max(axis=0))
+            total += np.nansum(block, axis=0, dtype=np.float64)
+            count += (~np.isnan(block)).sum(axis=0)
+            low = np.fmin(low, np.nanmin(block, axis=0, initial=np.inf))
+            high = np.fmax(high, np.nanmax(block, axis=0, initial=-np.inf))
+        if not accumulate:
+            n_rows = np.maximum(count, 1)
         self.feature_mean_ = total / n_rows
         margin = 0.1 * (high - low)
         self.feature_bounds_ = np.stack([low - margin, high + margin]).astype(np.float64)
 
     def _fit_noise_scale(self, X: np.ndarray, rows: np.ndarray) -> None:
-        """``sigma_``: the RMS reconstruction error per feature on ``rows``, floored at 1% of its overall RMS."""
+        """``sigma_``: the RMS reconstruction error per feature on ``rows``, floored at 1% of its overall RMS.
+
+        The floor is taken in standardized units (``feature_scale_``), so that
+        a column's floor does not depend on the scale of the others.
+
+        Over each feature's observed entries; 1 for categorical columns (their
+        likelihood is the decoder's categorical distribution).
+        """
         module = self._module
 
         def squared_error(x: Tensor) -> Tensor:
             decoded = module.decode(module.encode(x))
-            return (x.to(decoded.dtype) - decoded).double() ** 2
+            error = (x.to(decoded.dtype) - decoded).double() ** 2
+            observed = ~torch.isnan(error)
+            return torch.cat([torch.where(observed, error, 0.0), observed.double()], dim=-1)
 
-        rms = np.sqrt(self._sum_over_rows("squared_error", squared_error, X, rows) / len(rows))
-        self.sigma_ = np.maximum(rms, 0.01 * max(float(np.sqrt(np.mean(rms**2))), 1e-12))
+        sums = self._sum_over_rows("squared_error", squared_error, X, rows)
+        d = X.shape[1]
+        rms = np.sqrt(sums[:d] / np.maximum(sums[d:], 1)) / self.feature_scale_  # in standardized units
+        continuous = ~self.is_categorical_
+        overall = float(np.sqrt(np.mean(rms[continuous] ** 2))) if continuous.any() else 1.0
+        floored = np.maximum(rms, 0.01 * max(overall, 1e-12)) * self.feature_scale_
+        self.sigma_ = np.where(continuous, floored, 1.0)
 
     def _fit_latent_flow(self, standardized: np.ndarray, split: Split, rng: np.random.RandomState) -> None:
         existing = self.flow_net_ if self._continuing else None
         if existing is not None:  # the flow trains on standardized codes: undo the raw-code view meanwhile
-            existing.module_.standardize(np.zeros(self.n_components), np.ones(self.n_components))
+            existing.module_.standardize(np.zeros(self.n_components_), np.ones(self.n_components_))
         self.flow_net_ = self._train_stage(
             self._build_flow_prior,
             standardized.astype(np.float32),
@@ -387,7 +458,8 @@ class PAE(BaseAutoencoder):
         def terms(x: Tensor, steps: int) -> tuple[Tensor, ...]:
             z = self._map_codes(x, steps)
             parts = (self._log_likelihood(x, z), self._prior.log_prob(z))
-            return (*parts, self._laplace_term(z)) if laplace else parts
+            missing = torch.isnan(x)
+            return (*parts, self._laplace_term(z, ~missing if bool(missing.any()) else None)) if laplace else parts
 
         rows = self._offset_rows(X, rng)
         log_likelihood, log_prior, *laplace_term = self._run(
@@ -441,14 +513,31 @@ class PAE(BaseAutoencoder):
 
     def _reconstruct(self, x: Tensor, return_std: bool):
         reconstruction = self._decode(self._encode(x))
-        return (reconstruction, self._tensor(self.sigma_).expand_as(reconstruction)) if return_std else reconstruction
+        if not return_std:
+            return reconstruction
+        std = torch.where(self._tensor(self.is_categorical_) > 0, torch.nan, self._tensor(self.sigma_))
+        return reconstruction, std.expand_as(reconstruction)
 
     def _log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
-        """``log N(x; g(z), sigma_^2)`` per row, float64."""
-        decoded = self._decode(z)
+        """``log N(x; g(z), sigma_^2)`` per row over the observed continuous entries, float64.
+
+        Plus, with categorical columns, the log-probability of each observed
+        category under the decoder's categorical distribution.
+        """
+        head = self._module.head
+        params = self._module.decoder_params(z)
+        decoded = head.point_estimate(params)
         sigma = self._tensor(self.sigma_)
         residual = (x.to(decoded.dtype) - decoded) / sigma.to(decoded.dtype)
-        return -0.5 * sum_features(residual * residual) - sigma.log().sum() - 0.5 * x.shape[-1] * LOG_2PI
+        if not self.is_categorical_.any() and not bool(torch.isnan(x).any()):
+            return -0.5 * sum_features(residual * residual) - sigma.log().sum() - 0.5 * x.shape[-1] * LOG_2PI
+        observed = ~torch.isnan(x) & (self._tensor(self.is_categorical_) == 0)
+        # residuals of missing entries are zeroed before squaring: a NaN there would poison the MAP gradients
+        residual = torch.where(observed, residual, 0.0)
+        terms = -0.5 * residual * residual
+        log_sigma = torch.where(observed, sigma.log(), 0.0).sum(-1)
+        n_observed = observed.sum(-1, dtype=torch.float64)
+        return sum_features(terms) - log_sigma - 0.5 * LOG_2PI * n_observed + head.categorical_log_prob(params, x)
 
     def _map_codes(self, x: Tensor, steps: int) -> Tensor:
         """Codes minimising ``-log p(x|z) - log p(z)`` (Eq. 9), from ``f(x)``, all rows at once (network dtype)."""
@@ -469,7 +558,7 @@ class PAE(BaseAutoencoder):
                 optimizer.step()
         return (standardized * scale + mean).detach()
 
-    def _laplace_term(self, z: Tensor) -> Tensor:
+    def _laplace_term(self, z: Tensor, observed: Tensor | None = None) -> Tensor:
         r"""``K/2 log 2 pi - 1/2 log det H``, ``H = J_b^T J_b + J_g^T J_g / sigma^2`` the Gauss-Newton Hessian (Eq. 10).
 
         The K forward-mode Jacobian columns of every row come from one
@@ -481,7 +570,8 @@ class PAE(BaseAutoencoder):
         tails) a Cholesky factor of ``H`` fails or loses every digit of the
         small eigenvalues. ``J_b`` (a bijection's Jacobian) keeps ``R``
         nonsingular. A row whose Jacobian is not finite gets a NaN score,
-        with a warning.
+        with a warning. Missing entries (``observed`` False) drop out of
+        ``J_g``.
         """
         prior, sigma = self._prior, self._tensor(self.sigma_)
 
@@ -489,6 +579,9 @@ class PAE(BaseAutoencoder):
             return torch.cat([self._decode(codes) / sigma, prior.to_base(codes)[0].double()], dim=-1)
 
         J = jacobian_columns(whitened_decoder_and_base, z).double()  # (n, d + K, K)
+        if observed is not None:
+            keep = torch.cat([observed, observed.new_ones(len(z), z.shape[-1])], dim=-1)
+            J = torch.where(keep[:, :, None], J, 0.0)
         usable = torch.isfinite(J).all(-1).all(-1)
         if not usable.all():
             warnings.warn(
@@ -509,7 +602,10 @@ class PAE(BaseAutoencoder):
         if self.score_method == "reconstruction":
             return log_likelihood
         joint = log_likelihood + self._prior.log_prob(z)
-        return joint if self.score_method == "combined" else joint + self._laplace_term(z)
+        if self.score_method == "combined":
+            return joint
+        missing = torch.isnan(x)
+        return joint + self._laplace_term(z, ~missing if bool(missing.any()) else None)
 
     def _log_density(self, x: Tensor) -> Tensor:
         return self._scores(x)
@@ -520,10 +616,12 @@ class PAE(BaseAutoencoder):
     # ------------------------------------------------------ posterior inference
     def _corrupted_input(self, X, allow_missing: bool) -> np.ndarray:
         check_is_fitted(self)
-        if isinstance(X, np.ndarray) and X.ndim > 2:
-            X = self._flatten_images(X)
-        finite = "allow-nan" if allow_missing else True
-        return validate_data(self, X, reset=False, dtype=[np.float64, np.float32], ensure_all_finite=finite)
+        if self.is_categorical_.any():
+            raise ValueError(
+                "PAE: impute, denoise and sample_posterior search the posterior of a Gaussian likelihood and do not "
+                "support categorical columns yet; use reconstruct and predict_category_proba for them."
+            )
+        return self._check_rows(X, allow_empty_rows=True, float32_range=False)[0]
 
     def _noise_std(self, noise_std) -> np.ndarray:
         values = np.asarray(noise_std, dtype=np.float64)
@@ -547,7 +645,7 @@ class PAE(BaseAutoencoder):
         if not isinstance(n_steps, Integral) or isinstance(n_steps, bool) or n_steps < 0:
             raise ValueError(f"n_steps must be a non-negative integer, got {n_steps!r}.")
         self._sync_modules()
-        K, d = self.n_components, self.n_features_in_
+        K, d = self.n_components_, self.n_features_in_
         generator = torch_generator(random_state)
         restart_noise, draw_uniform, draw_noise, clean_noise = (
             draw.to(self._device)

@@ -41,8 +41,31 @@ class VAE(BaseAutoencoder):
 
     Parameters
     ----------
-    n_components : int, default=8
-        Latent dimension.
+    n_components : int or "auto", default="auto"
+        Latent dimension. ``"auto"`` chooses it from the training data: the
+        number of principal components that keep 90% of the variance of the
+        standardized rows (categories one-hot, missing entries at the mean),
+        at most ``n_features - 1`` (for images, 8; see
+        ``n_components_``). An explicit value above ``n_features`` warns.
+    categorical_features : "from_dtype", None, array-like of int, str or bool, default="from_dtype"
+        Categorical columns, modelled by a categorical distribution (a
+        Bernoulli for two categories) instead of ``distribution``; the
+        encoder sees them one-hot. ``"from_dtype"``: the ``category``,
+        ``object``, ``string`` and ``bool`` columns of a DataFrame (none of
+        an array); else column indices, names or a boolean mask, as in
+        ``HistGradientBoostingClassifier``. Their values may be anything
+        hashable; ``reconstruct``, ``sample`` and ``inverse_transform``
+        return the categories (a DataFrame with the fitted dtypes when fitted
+        on one), :meth:`predict_category_proba` their probabilities. A
+        category not seen in fit raises a ValueError naming the column.
+    standardize : bool, default=True
+        Standardize each continuous column inside the model with the mean
+        and std of its observed training values (near-constant columns are
+        left as they are). ``score_samples`` stays a log-likelihood in the
+        units of ``X`` (the log-determinant of the standardization is
+        included), so no ``StandardScaler`` is needed in front. Not applied
+        to images (``image_shape`` or ``architecture="conv"``), whose pixels
+        share one scale.
     architecture, image_shape, hidden_layer_sizes, activation
         Networks, as for :class:`~skprobae.ProbabilisticAutoencoder`; the
         encoder emits ``2 * n_components`` values. ``hidden_layer_sizes=()``
@@ -76,6 +99,19 @@ class VAE(BaseAutoencoder):
 
     Attributes
     ----------
+    n_components_ : int
+        The latent dimension used (``n_components``, or its ``"auto"`` choice).
+    is_categorical_ : ndarray of bool of shape (n_features_in_,)
+        Which columns are categorical.
+    categories_ : list of ndarray
+        The categories of each categorical column, in column order (their
+        codes 0, 1, ... index these arrays).
+    feature_loc_, feature_scale_ : ndarray of shape (n_features_in_,)
+        The standardization of the continuous columns (0 and 1 for the others
+        and with ``standardize=False``).
+    missing_indicators_ : bool
+        Whether the training data had missing entries, so that the encoder
+        also sees each row's missingness mask (zero-filled values otherwise).
     net_ : skorch.NeuralNet
     history_ : skorch.History
         Per epoch: ``train_loss``, ``train_reconstruction``, ``train_kl`` and
@@ -103,8 +139,12 @@ class VAE(BaseAutoencoder):
     True
     """
 
+    _default_image_components = 8
+
     _parameter_constraints: dict = {
         **BaseAutoencoder._parameter_constraints,
+        "categorical_features": [StrOptions({"from_dtype"}), "array-like", str, None],
+        "standardize": ["boolean"],
         "distribution": [StrOptions(DISTRIBUTION_NAMES)],
         "distribution_options": [dict, None],
         "n_mixtures": [Interval(Integral, 1, None, closed="left")],
@@ -120,7 +160,9 @@ class VAE(BaseAutoencoder):
 
     def __init__(
         self,
-        n_components=8,
+        n_components="auto",
+        categorical_features="from_dtype",
+        standardize=True,
         architecture="mlp",
         image_shape=None,
         hidden_layer_sizes=(128,),
@@ -158,6 +200,8 @@ class VAE(BaseAutoencoder):
         accelerator=None,
     ):
         self.n_components = n_components
+        self.categorical_features = categorical_features
+        self.standardize = standardize
         self.architecture = architecture
         self.image_shape = image_shape
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -195,10 +239,10 @@ class VAE(BaseAutoencoder):
         self.accelerator = accelerator
 
     def _build_module(self, X: np.ndarray) -> VariationalModule:
-        n_features, k = X.shape[1], self.n_components
+        n_features, k = X.shape[1], self.n_components_
         hidden_flow = tuple(self.flow_hidden_layer_sizes)
         head = self._make_head(n_features)
-        encoder, decoder = self._build_networks(n_features, head, encoder_outputs=2 * k)
+        encoder, decoder, inputs = self._table_networks(head, encoder_outputs=2 * k)
         posterior = (
             zuko.flows.MAF(k, context=2 * k, transforms=self.flow_transforms, hidden_features=hidden_flow)
             if self.posterior_flow == "iaf"
@@ -209,7 +253,7 @@ class VAE(BaseAutoencoder):
             if self.prior_flow == "maf"
             else StandardNormalPrior(k)
         )
-        return VariationalModule(encoder, decoder, head, k, posterior, prior, self.beta, self.capacity)
+        return VariationalModule(encoder, decoder, head, k, posterior, prior, self.beta, self.capacity, inputs)
 
     def _fit_rest(self, X: np.ndarray, split: Split, rng: np.random.RandomState) -> None:
         if not self._continuing:  # the importance draws stay those of the first fit
@@ -224,7 +268,7 @@ class VAE(BaseAutoencoder):
         return self.net_.module_
 
     def _encoded(self, x: Tensor) -> Tensor:
-        return self._module.encoder(self._network_input(x))
+        return self._module.encode(self._network_input(x))
 
     def _encode(self, x: Tensor) -> Tensor:
         return self._module.posterior_point(self._encoded(x))
@@ -234,8 +278,10 @@ class VAE(BaseAutoencoder):
         return head.point_estimate(self._module.decoder_params(self._network_input(z)))
 
     def _reconstruct(self, x: Tensor, return_std: bool):
-        module = self._module
-        return head_point_and_std(module.head, module.decoder_params(self._encode(x)), return_std)
+        return head_point_and_std(self._module.head, self._reconstruction_params(x), return_std)
+
+    def _reconstruction_params(self, x: Tensor) -> Tensor:
+        return self._module.decoder_params(self._encode(x))
 
     @property
     def _prior(self) -> LatentPrior:
@@ -266,9 +312,9 @@ class VAE(BaseAutoencoder):
 
         def draw(x: Tensor) -> Tensor:
             encoded = self._encoded(x)
-            noise = torch.randn(n_samples, len(x), self.n_components, dtype=encoded.dtype, device=x.device)
+            noise = torch.randn(n_samples, len(x), self.n_components_, dtype=encoded.dtype, device=x.device)
             z, _ = module.posterior_sample(encoded, noise)
-            return module.head.distribution(module.decoder_params(z)).sample().movedim(0, 1)
+            return module.head.sample_values(module.decoder_params(z), 1)[0].movedim(0, 1)
 
         with torch_seeded(draw_seed(random_state), self._device):
             return self._run(f"sample_reconstructions_{n_samples}", draw, X)

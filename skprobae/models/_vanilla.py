@@ -10,6 +10,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import Tensor
 
 from .._base import BaseAutoencoder, Split, draw_seed, head_point_and_std, torch_seeded
+from .._table import table_output
 from ..distributions import DISTRIBUTION_NAMES
 from ..nn import Autoencoder, GaussianPrior
 
@@ -57,8 +58,31 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         (draws averaged for the point estimate, default 50),
         ``transforms`` (default 1) and ``hidden_layer_sizes`` (default
         ``(10,)``); the other families take none.
-    n_components : int, default=8
-        Latent dimension.
+    n_components : int or "auto", default="auto"
+        Latent dimension. ``"auto"`` chooses it from the training data: the
+        number of principal components that keep 90% of the variance of the
+        standardized rows (categories one-hot, missing entries at the mean),
+        at most ``n_features - 1`` (for images, 8; see
+        ``n_components_``). An explicit value above ``n_features`` warns.
+    categorical_features : "from_dtype", None, array-like of int, str or bool, default="from_dtype"
+        Categorical columns, modelled by a categorical distribution (a
+        Bernoulli for two categories) instead of ``distribution``; the
+        encoder sees them one-hot. ``"from_dtype"``: the ``category``,
+        ``object``, ``string`` and ``bool`` columns of a DataFrame (none of
+        an array); else column indices, names or a boolean mask, as in
+        ``HistGradientBoostingClassifier``. Their values may be anything
+        hashable; ``reconstruct``, ``sample`` and ``inverse_transform``
+        return the categories (a DataFrame with the fitted dtypes when fitted
+        on one), :meth:`predict_category_proba` their probabilities. A
+        category not seen in fit raises a ValueError naming the column.
+    standardize : bool, default=True
+        Standardize each continuous column inside the model with the mean
+        and std of its observed training values (near-constant columns are
+        left as they are). ``score_samples`` stays a log-likelihood in the
+        units of ``X`` (the log-determinant of the standardization is
+        included), so no ``StandardScaler`` is needed in front. Not applied
+        to images (``image_shape`` or ``architecture="conv"``), whose pixels
+        share one scale.
     architecture : {"mlp", "conv"}, default="mlp"
         ``"conv"``: two stride-2 3x3 convolutions (32, 64 channels) before the
         fully connected layers, mirrored by transposed convolutions that emit
@@ -124,9 +148,13 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         0 is silent; 1 shows a progress bar over the epochs and says where
         training stopped, why, and which epoch's weights were kept; 2 also
         prints a table of the losses of every epoch.
-    contamination : float, default=0.1
-        Expected share of outliers in the training data, in (0, 0.5]; sets
-        ``offset_``.
+    contamination : float or "auto", default=0.1
+        Expected share of outliers in the training data, in (0, 0.5]:
+        ``offset_`` is that quantile of the training scores. ``"auto"``
+        needs no guess: ``offset_`` is Tukey's lower fence ``Q1 - 1.5 IQR``
+        of the training scores, so ``predict`` flags the rows whose
+        log-likelihood lies unusually far below the bulk of the training
+        rows' (for Gaussian scores, about 0.35% of them).
     warm_start : bool, default=False
         When fitted, ``fit`` continues training from the current weights and
         optimizer state instead of starting over (as in ``MLPRegressor``);
@@ -143,6 +171,19 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
 
     Attributes
     ----------
+    n_components_ : int
+        The latent dimension used (``n_components``, or its ``"auto"`` choice).
+    is_categorical_ : ndarray of bool of shape (n_features_in_,)
+        Which columns are categorical.
+    categories_ : list of ndarray
+        The categories of each categorical column, in column order (their
+        codes 0, 1, ... index these arrays).
+    feature_loc_, feature_scale_ : ndarray of shape (n_features_in_,)
+        The standardization of the continuous columns (0 and 1 for the others
+        and with ``standardize=False``).
+    missing_indicators_ : bool
+        Whether the training data had missing entries, so that the encoder
+        also sees each row's missingness mask (zero-filled values otherwise).
     net_ : skorch.NeuralNet
         The trained network (``net_.module_`` is the torch module).
     history_ : skorch.History
@@ -178,14 +219,20 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
     >>> model = make_pipeline(
     ...     StandardScaler(), ProbabilisticAutoencoder(max_epochs=5, random_state=0)
     ... ).fit(X)
+    >>> model[-1].n_components_  # "auto": 90% of the standardized digits' variance
+    31
     >>> model.transform(X[:3]).shape
-    (3, 8)
+    (3, 31)
     >>> model.score_samples(X[:3]).dtype
     dtype('float64')
     """
 
+    _default_image_components = 8
+
     _parameter_constraints: dict = {
         **BaseAutoencoder._parameter_constraints,
+        "categorical_features": [StrOptions({"from_dtype"}), "array-like", str, None],
+        "standardize": ["boolean"],
         "distribution": [StrOptions(DISTRIBUTION_NAMES)],
         "distribution_options": [dict, None],
         "n_mixtures": [Interval(Integral, 1, None, closed="left")],
@@ -195,7 +242,9 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         self,
         distribution="normal_diag",
         n_mixtures=1,
-        n_components=8,
+        n_components="auto",
+        categorical_features="from_dtype",
+        standardize=True,
         architecture="mlp",
         image_shape=None,
         hidden_layer_sizes=(128,),
@@ -225,6 +274,8 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         self.distribution = distribution
         self.n_mixtures = n_mixtures
         self.n_components = n_components
+        self.categorical_features = categorical_features
+        self.standardize = standardize
         self.architecture = architecture
         self.image_shape = image_shape
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -253,11 +304,12 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
 
     def _build_module(self, X: np.ndarray) -> Autoencoder:
         head = self._make_head(X.shape[1])
-        return Autoencoder(*self._build_networks(X.shape[1], head), head)
+        encoder, decoder, inputs = self._table_networks(head)
+        return Autoencoder(encoder, decoder, head, inputs)
 
     def _fit_rest(self, X: np.ndarray, split: Split, rng: np.random.RandomState) -> None:
         """``latent_mean_`` and ``latent_covariance_`` of the codes of every training row (two streamed passes)."""
-        K, n = self.n_components, len(X)
+        K, n = self.n_components_, len(X)
         self.latent_mean_ = self._sum_over_rows("transform", lambda x: self._encode(x).double(), X) / n
         mean = self._tensor(self.latent_mean_)
 
@@ -280,8 +332,7 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         return self._module.decode(z)
 
     def _reconstruct(self, x: Tensor, return_std: bool):
-        module = self._module
-        return head_point_and_std(module.head, module.decoder_params(module.encode(x)), return_std)
+        return head_point_and_std(self._module.head, self._reconstruction_params(x), return_std)
 
     @property
     def _prior(self) -> GaussianPrior:
@@ -331,8 +382,13 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         module = self._module
 
         def draw(x: Tensor) -> Tensor:
-            params = module.decoder(module.encode(x))
-            return module.head.distribution(params).sample((n_samples,)).movedim(0, 1)
+            return module.head.sample_values(module.decoder_params(module.encode(x)), n_samples).movedim(0, 1)
 
         with torch_seeded(draw_seed(random_state), self._device):
-            return self._run(f"sample_reconstructions_{n_samples}", draw, X)
+            draws = self._run(f"sample_reconstructions_{n_samples}", draw, X)
+        if not self.is_categorical_.any():
+            return draws
+        values = table_output(self, draws.reshape(-1, draws.shape[-1]))
+        if isinstance(values, np.ndarray):
+            return values.reshape(draws.shape)
+        return values

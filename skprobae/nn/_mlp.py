@@ -62,16 +62,23 @@ class Autoencoder(nn.Module):
     head : OutputDistribution
         Turns raw values into the distribution of ``x``; holds any learnable
         parameters of the family.
+    inputs : nn.Module or None
+        Maps raw rows to the encoder's input (a
+        :class:`~skprobae.nn._table.TableInput`: standardization, one-hot
+        categories, missingness indicators); None passes them as they are.
     """
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, head: OutputDistribution):
+    def __init__(
+        self, encoder: nn.Module, decoder: nn.Module, head: OutputDistribution, inputs: nn.Module | None = None
+    ):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
         self.head = head
+        self.inputs = inputs if inputs is not None else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.decoder(self.encoder(x))
+        return self.decoder(self.encoder(self.inputs(x)))
 
     def loss(self, params: Tensor, x: Tensor) -> Tensor:
         """Training loss of a batch: the head's negative log-likelihood."""
@@ -79,7 +86,7 @@ class Autoencoder(nn.Module):
 
     def encode(self, x: Tensor) -> Tensor:
         """Codes ``f(x)``, in the networks' dtype."""
-        return self.encoder(x.to(network_dtype(self)))
+        return self.encoder(self.inputs(x.to(network_dtype(self))))
 
     def decoder_params(self, z: Tensor) -> Tensor:
         """Raw parameters ``g(z)`` of the output distribution (codes with any leading dims), in the networks' dtype."""

@@ -30,6 +30,8 @@ class VariationalModule(nn.Module):
         parallel pass) maps a Gaussian draw ``z0`` to ``z``: an inverse
         autoregressive flow.
     prior : LatentPrior
+    inputs : nn.Module or None
+        Maps raw rows to the encoder's input (see :class:`~skprobae.nn.Autoencoder`).
     beta, capacity : float
         Objective ``E[-log p(x|z)] + beta * KL`` (the beta-ELBO) when
         ``capacity`` is 0, else ``E[-log p(x|z)] + beta * |KL - capacity|``.
@@ -45,8 +47,10 @@ class VariationalModule(nn.Module):
         prior: LatentPrior,
         beta: float = 1.0,
         capacity: float = 0.0,
+        inputs: nn.Module | None = None,
     ):
         super().__init__()
+        self.inputs = inputs if inputs is not None else nn.Identity()
         self.encoder, self.decoder, self.head = encoder, decoder, head
         self.n_components = n_components
         self.posterior_flow, self.prior = posterior_flow, prior
@@ -54,7 +58,11 @@ class VariationalModule(nn.Module):
         self.loss_terms: dict[str, Tensor] = {}
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.encoder(x)
+        return self.encoder(self.inputs(x))
+
+    def encode(self, x: Tensor) -> Tensor:
+        """The encoder's output (posterior means and raw scales) for raw rows ``x``."""
+        return self.encoder(self.inputs(x))
 
     def _gaussian(self, encoded: Tensor) -> tuple[Tensor, Tensor]:
         mean, raw_scale = encoded.split(self.n_components, dim=-1)
@@ -103,7 +111,7 @@ class VariationalModule(nn.Module):
 
         ``noise`` (S, K) is the shared base noise of the draws.
         """
-        encoded = self.encoder(x.to(network_dtype(self)))
+        encoded = self.encode(x.to(network_dtype(self)))
         z, log_q = self.posterior_sample(encoded, noise[:, None, :])  # (S, n, K)
         log_px = self.head.log_prob(self.decoder_params(z), x)
         log_weights = log_px + self.prior.log_prob(z) - log_q

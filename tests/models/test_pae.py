@@ -13,6 +13,7 @@ from sklearn.utils import check_random_state
 from skprobae import PAE, TrainingDivergedError
 
 FAST = {
+    "standardize": False,  # pixel intensities share one scale
     "n_components": 4,
     "hidden_layer_sizes": (64,),
     "max_epochs": 30,
@@ -118,9 +119,9 @@ def test_laplace_fit_runs_the_map_search_once_per_block(images):
         calls["map"] += steps > 0
         return map_codes(self, x, steps)
 
-    def counted_laplace(self, z):
+    def counted_laplace(self, z, observed=None):
         calls["laplace"] += 1
-        return laplace_term(self, z)
+        return laplace_term(self, z, observed)
 
     params = {**FAST, "max_epochs": 2, "flow_max_epochs": 2, "score_method": "laplace", "map_steps": 3}
     with mock.patch.object(PAE, "_map_codes", counted_map), mock.patch.object(PAE, "_laplace_term", counted_laplace):

@@ -1,0 +1,325 @@
+"""Rows of a table as a network sees them, and the joint likelihood of mixed continuous and categorical columns.
+
+A fitted table layout (:class:`TableLayout`) says which columns are
+categorical (their values are category codes 0, 1, ...), how many categories
+each has, and the location and scale that standardize each continuous column.
+:class:`TableInput` turns raw rows (NaN marking missing entries) into the
+encoder's input; :class:`TableHead` is the output distribution of the whole
+row: the chosen family over the standardized continuous columns and a
+categorical (Bernoulli for two categories) distribution over each categorical
+column, conditionally independent given the code. Its log-likelihood is in
+the units of the raw rows: the standardization's log-determinant is included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn import functional
+
+from ..distributions import OutputDistribution
+
+
+@dataclass(frozen=True)
+class TableLayout:
+    """Column roles of a fitted table.
+
+    Parameters
+    ----------
+    n_features : int
+    categorical : ndarray of int
+        Indices of the categorical columns (values are category codes).
+    n_categories : tuple of int
+        Categories of each categorical column.
+    loc, scale : ndarray of shape (n_features,)
+        Standardization of the continuous columns (0 and 1 elsewhere).
+    missing_indicators : bool
+        Whether the encoder also sees the 0/1 missingness mask of every column.
+    """
+
+    n_features: int
+    categorical: np.ndarray
+    n_categories: tuple[int, ...]
+    loc: np.ndarray
+    scale: np.ndarray
+    missing_indicators: bool = False
+
+    @property
+    def continuous(self) -> np.ndarray:
+        return np.setdiff1d(np.arange(self.n_features), self.categorical)
+
+    @property
+    def n_inputs(self) -> int:
+        """Width of the encoder input: continuous columns, one-hot categories, missingness indicators."""
+        indicators = self.n_features if self.missing_indicators else 0
+        return len(self.continuous) + sum(self.n_categories) + indicators
+
+    @property
+    def is_plain(self) -> bool:
+        """No categorical column, no standardization, no indicators: the rows go to the networks as they are."""
+        return (
+            not len(self.categorical)
+            and not self.missing_indicators
+            and bool(np.all(self.loc == 0) and np.all(self.scale == 1))
+        )
+
+
+def _logit_sizes(n_categories: tuple[int, ...]) -> list[int]:
+    """Decoder outputs per categorical column: one logit for two categories (Bernoulli), else one per category."""
+    return [1 if k == 2 else (0 if k < 2 else k) for k in n_categories]
+
+
+class TableInput(nn.Module):
+    """Raw rows -> encoder input: standardized continuous values, one-hot categories, missingness indicators.
+
+    A missing entry (NaN) becomes 0 (the mean of a standardized column, no
+    category) and, with ``missing_indicators``, a 1 in its indicator.
+    """
+
+    def __init__(self, layout: TableLayout):
+        super().__init__()
+        self.plain = layout.is_plain
+        self.missing_indicators = layout.missing_indicators
+        continuous = layout.continuous
+        self.register_buffer("continuous", torch.as_tensor(continuous, dtype=torch.long), persistent=False)
+        self.register_buffer("categorical", torch.as_tensor(layout.categorical, dtype=torch.long), persistent=False)
+        self.register_buffer("loc", torch.as_tensor(layout.loc[continuous], dtype=torch.float32))
+        self.register_buffer("scale", torch.as_tensor(layout.scale[continuous], dtype=torch.float32))
+        offsets = np.concatenate([[0], np.cumsum(layout.n_categories)[:-1]]).astype(np.int64)
+        self.register_buffer("offsets", torch.as_tensor(offsets, dtype=torch.long), persistent=False)
+        self.n_one_hot = int(sum(layout.n_categories))
+        self.n_outputs = layout.n_inputs
+
+    def forward(self, x: Tensor) -> Tensor:
+        missing = torch.isnan(x)
+        if self.plain:
+            return torch.where(missing, 0.0, x)
+        parts = [torch.where(missing[:, self.continuous], 0.0, (x[:, self.continuous] - self.loc) / self.scale)]
+        if self.n_one_hot:
+            codes = x[:, self.categorical]
+            present = ~torch.isnan(codes)
+            index = torch.where(present, codes, 0.0).long() + self.offsets
+            one_hot = x.new_zeros(len(x), self.n_one_hot)
+            parts.append(one_hot.scatter_(1, index, present.to(x.dtype)))
+        if self.missing_indicators:
+            parts.append(missing.to(x.dtype))
+        return torch.cat(parts, dim=-1)
+
+    def extra_repr(self) -> str:
+        return f"n_outputs={self.n_outputs}, plain={self.plain}"
+
+
+class TableHead(OutputDistribution):
+    """The distribution of a whole row: ``continuous`` over the standardized continuous columns, categoricals.
+
+    Raw parameters: those of ``continuous``, then one logit per binary
+    column and one per category of the other categorical columns. Every
+    log-density is of the raw values (``x = loc + scale * x_std``, so
+    ``- sum log scale`` over the observed continuous entries is added) and of
+    the observed entries only: a NaN in ``x`` is left out (for the continuous
+    family through its exact marginal, :meth:`OutputDistribution.log_prob_observed`).
+
+    Parameters
+    ----------
+    continuous : OutputDistribution or None
+        Family over the continuous columns (None if there are none).
+    layout : TableLayout
+    """
+
+    def __init__(self, continuous: OutputDistribution | None, layout: TableLayout):
+        super().__init__(layout.n_features)
+        self.continuous = continuous
+        self.point_estimate_kind = continuous.point_estimate_kind if continuous is not None else "mode"
+        continuous_index = layout.continuous
+        self.register_buffer("continuous_index", torch.as_tensor(continuous_index, dtype=torch.long), persistent=False)
+        self.register_buffer("column_loc", torch.as_tensor(layout.loc[continuous_index], dtype=torch.float32))
+        self.register_buffer("column_scale", torch.as_tensor(layout.scale[continuous_index], dtype=torch.float32))
+        self.categorical_index = [int(j) for j in layout.categorical]
+        self.n_categories = tuple(int(k) for k in layout.n_categories)
+        self.logit_sizes = _logit_sizes(self.n_categories)
+        self.standardizes = bool(
+            np.any(layout.loc[continuous_index] != 0) or np.any(layout.scale[continuous_index] != 1)
+        )
+
+    def __getattr__(self, name: str):
+        # the continuous family's own attributes (n_point_samples, matrix_shape, ...) read through the table
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            continuous = self.__dict__.get("_modules", {}).get("continuous")  # no recursion while unpickling
+            if continuous is None:
+                raise
+            return getattr(continuous, name)
+
+    # ----------------------------------------------------------- layout
+    @property
+    def n_continuous_params(self) -> int:
+        return self.continuous.n_params if self.continuous is not None else 0
+
+    @property
+    def n_params(self) -> int:
+        return self.n_continuous_params + sum(self.logit_sizes)
+
+    @property
+    def feature_channels(self) -> int:
+        # a convolutional decoder emits per-feature channels only when every column is continuous
+        return self.continuous.feature_channels if not self.categorical_index else 0
+
+    def assemble(self, per_feature: Tensor, extra: Tensor) -> Tensor:
+        return self.continuous.assemble(per_feature, extra)
+
+    @property
+    def inference_cost(self) -> int:
+        return (self.continuous.inference_cost if self.continuous is not None else 0) + sum(self.logit_sizes)
+
+    @property
+    def marginalizes(self) -> bool:
+        return self.continuous is None or self.continuous.marginalizes
+
+    def _continuous_params(self, params: Tensor) -> Tensor:
+        return params[..., : self.n_continuous_params]
+
+    def _logits(self, params: Tensor) -> list[Tensor]:
+        return list(params[..., self.n_continuous_params :].split(self.logit_sizes, dim=-1))
+
+    # ------------------------------------------------------ likelihoods
+    def _continuous_log_prob(self, params: Tensor, x: Tensor, with_scale: bool = True) -> Tensor:
+        if self.continuous is None:
+            return params.new_zeros(params.shape[:-1], dtype=torch.float64)
+        values = x[..., self.continuous_index]
+        observed = ~torch.isnan(values)
+        standardized = (
+            torch.where(observed, values, self.column_loc.to(values.dtype)) - self.column_loc
+        ) / self.column_scale
+        cp = self._continuous_params(params)
+        if bool(observed.all()):
+            log_prob = self.continuous.log_prob(cp, standardized)
+            log_scale = self.column_scale.log().sum(dtype=torch.float64)
+        else:
+            log_prob = self.continuous.log_prob_observed(cp, standardized, observed)
+            log_scale = torch.where(observed, self.column_scale.log(), 0.0).sum(-1, dtype=torch.float64)
+        return log_prob - log_scale if with_scale and self.standardizes else log_prob
+
+    def categorical_log_prob(self, params: Tensor, x: Tensor) -> Tensor:
+        """Sum over the observed categorical entries of their log-probability (0 without categorical columns)."""
+        total = params.new_zeros(params.shape[:-1], dtype=torch.float64)
+        for column, k, logits in zip(self.categorical_index, self.n_categories, self._logits(params), strict=True):
+            codes = x[..., column].expand(params.shape[:-1])
+            present = ~torch.isnan(codes)
+            safe = torch.where(present, codes, 0.0).long()
+            if k == 2:
+                logit = logits[..., 0]
+                term = -functional.softplus(torch.where(safe == 1, -logit, logit))
+            elif k < 2:
+                continue
+            else:
+                term = logits.log_softmax(-1).gather(-1, safe.unsqueeze(-1)).squeeze(-1)
+            total = total + torch.where(present, term, 0.0).double()
+        return total
+
+    def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
+        return self._continuous_log_prob(params, x) + self.categorical_log_prob(params, x)
+
+    def loss(self, params: Tensor, x: Tensor) -> Tensor:
+        """The continuous family's own loss on standardized values, plus the categorical negative log-likelihood."""
+        if self.continuous is None:
+            return -self.categorical_log_prob(params, x).mean()
+        values = x[..., self.continuous_index]
+        observed = ~torch.isnan(values)
+        standardized = (
+            torch.where(observed, values, self.column_loc.to(values.dtype)) - self.column_loc
+        ) / self.column_scale
+        cp = self._continuous_params(params)
+        categorical = -self.categorical_log_prob(params, x).mean() if self.categorical_index else 0.0
+        if bool(observed.all()):
+            continuous = self.continuous.loss(cp, standardized)
+        elif hasattr(self.continuous, "loss_observed"):
+            continuous = self.continuous.loss_observed(cp, standardized, observed)
+        else:
+            nll = -self.continuous.log_prob_observed(cp, standardized, observed).mean()
+            continuous = self.continuous.scale_loss(nll)
+        return continuous + categorical
+
+    # --------------------------------------------------------- summaries
+    def category_probabilities(self, params: Tensor) -> list[Tensor]:
+        """Per-category probabilities of each categorical column, shapes ``(..., n_categories_j)``."""
+        probabilities = []
+        for k, logits in zip(self.n_categories, self._logits(params), strict=True):
+            if k == 2:
+                p = torch.sigmoid(logits[..., 0])
+                probabilities.append(torch.stack([1 - p, p], dim=-1))
+            elif k < 2:
+                probabilities.append(params.new_ones(*params.shape[:-1], max(k, 1)))
+            else:
+                probabilities.append(logits.softmax(-1))
+        return probabilities
+
+    def _fill(self, params: Tensor, continuous: Tensor | None, categorical: list[Tensor]) -> Tensor:
+        out = params.new_empty(*params.shape[:-1], self.n_features)
+        if continuous is not None:
+            out[..., self.continuous_index] = continuous.to(out.dtype)
+        for column, values in zip(self.categorical_index, categorical, strict=True):
+            out[..., column] = values.to(out.dtype)
+        return out
+
+    def _unstandardize(self, values: Tensor) -> Tensor:
+        return (
+            values * self.column_scale.to(values.dtype) + self.column_loc.to(values.dtype)
+            if self.standardizes
+            else values
+        )
+
+    def point_estimate(self, params: Tensor) -> Tensor:
+        """Continuous columns: the family's point estimate; categorical columns: the most probable category."""
+        continuous = None
+        if self.continuous is not None:
+            continuous = self._unstandardize(self.continuous.point_estimate(self._continuous_params(params)))
+        modes = [p.argmax(-1) for p in self.category_probabilities(params)]
+        return self._fill(params, continuous, modes)
+
+    def variance(self, params: Tensor) -> Tensor:
+        """Continuous columns: the family's variance in raw units; categorical columns: NaN (no variance of a label)."""
+        continuous = None
+        if self.continuous is not None:
+            continuous = self.continuous.variance(self._continuous_params(params))
+            continuous = continuous * self.column_scale.to(continuous.dtype) ** 2 if self.standardizes else continuous
+        nan = [params.new_full(params.shape[:-1], float("nan")) for _ in self.categorical_index]
+        return self._fill(params, continuous, nan)
+
+    def components(self, params: Tensor) -> tuple[Tensor, Tensor]:
+        if self.continuous is None:
+            point = self.point_estimate(params).unsqueeze(-2)
+            return point, point.new_zeros(point.shape[:-1])
+        points, log_weights = self.continuous.components(self._continuous_params(params))
+        modes = [p.argmax(-1).unsqueeze(-1).expand(points.shape[:-1]) for p in self.category_probabilities(params)]
+        out = points.new_empty(*points.shape[:-1], self.n_features)
+        out[..., self.continuous_index] = self._unstandardize(points)
+        for column, values in zip(self.categorical_index, modes, strict=True):
+            out[..., column] = values.to(out.dtype)
+        return out, log_weights
+
+    def sample_values(self, params: Tensor, n_samples: int) -> Tensor:
+        """``n_samples`` draws of every row, shape ``(n_samples, ..., n_features)``."""
+        continuous = None
+        if self.continuous is not None:
+            draws = self.continuous.sample_values(self._continuous_params(params), n_samples)
+            continuous = self._unstandardize(draws)
+        categorical = [
+            torch.distributions.Categorical(probs=p.double(), validate_args=False).sample((n_samples,))
+            for p in self.category_probabilities(params)
+        ]
+        out = params.new_empty(n_samples, *params.shape[:-1], self.n_features)
+        if continuous is not None:
+            out[..., self.continuous_index] = continuous.to(out.dtype)
+        for column, values in zip(self.categorical_index, categorical, strict=True):
+            out[..., column] = values.to(out.dtype)
+        return out
+
+    def scale_loss(self, nll: Tensor) -> Tensor:
+        return self.continuous.scale_loss(nll) if self.continuous is not None else nll
+
+    def extra_repr(self) -> str:
+        return f"n_features={self.n_features}, categorical={self.categorical_index}, standardizes={self.standardizes}"

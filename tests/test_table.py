@@ -1,0 +1,182 @@
+"""Tables through the estimators: categorical columns, missing values, internal standardization, n_components."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from skprobae import AEF, PAE, VAE, ProbabilisticAutoencoder
+
+FAST = {"max_epochs": 3, "random_state": 0, "hidden_layer_sizes": (16,)}
+
+
+@pytest.fixture(scope="module")
+def table():
+    rng = np.random.default_rng(0)
+    n = 120
+    size = rng.normal(size=n)
+    return pd.DataFrame(
+        {
+            "size": 10 + 3 * size,
+            "colour": pd.Categorical(rng.choice(["red", "green", "blue"], n), categories=["blue", "green", "red"]),
+            "weight": 50 * size + rng.normal(size=n),
+            "island": rng.choice(["a", "b"], n).astype(object),
+            "male": rng.random(n) > 0.5,
+        }
+    )
+
+
+@pytest.mark.parametrize("cls", [ProbabilisticAutoencoder, PAE, VAE])
+def test_categorical_labels_round_trip(cls, table):
+    model = cls(**FAST).fit(table)
+    np.testing.assert_array_equal(model.is_categorical_, [False, True, False, True, True])
+    assert [list(c) for c in model.categories_] == [["blue", "green", "red"], ["a", "b"], [False, True]]
+    for out in (
+        model.reconstruct(table),
+        model.sample(7, random_state=0),
+        model.inverse_transform(model.transform(table)),
+    ):
+        assert list(out.columns) == list(table.columns)
+        assert out["colour"].dtype == table["colour"].dtype  # same categories, same order
+        assert out["island"].dtype == table["island"].dtype and set(out["island"]) <= {"a", "b"}
+        assert out["male"].dtype == bool and out["size"].dtype == np.float64
+    probabilities = model.predict_category_proba(table.iloc[:5])
+    assert [p.shape for p in probabilities] == [(5, 3), (5, 2), (5, 2)]
+    np.testing.assert_allclose([p.sum(axis=1) for p in probabilities], 1.0, rtol=1e-6)
+    # the reconstruction's category is the most probable one
+    assert (model.reconstruct(table.iloc[:5])["colour"].cat.codes.to_numpy() == probabilities[0].argmax(1)).all()
+    scores = model.score_samples(table)
+    assert scores.dtype == np.float64 and np.isfinite(scores).all()
+
+
+def test_categorical_features_by_index_name_and_mask_agree(table):
+    numeric = table.assign(colour=table["colour"].cat.codes, island=(table["island"] == "b").astype(int))
+    numeric = numeric.assign(male=numeric["male"].astype(int))
+    by_name = ProbabilisticAutoencoder(categorical_features=["colour", "island", "male"], **FAST).fit(numeric)
+    by_index = ProbabilisticAutoencoder(categorical_features=[1, 3, 4], **FAST).fit(numeric.to_numpy(float))
+    by_mask = ProbabilisticAutoencoder(categorical_features=np.array([0, 1, 0, 1, 1], bool), **FAST).fit(
+        numeric.to_numpy(float)
+    )
+    for model in (by_name, by_index, by_mask):
+        np.testing.assert_array_equal(model.is_categorical_, [False, True, False, True, True])
+    np.testing.assert_allclose(
+        by_index.score_samples(numeric.to_numpy(float)), by_mask.score_samples(numeric.to_numpy(float)), rtol=1e-6
+    )
+    # arrays come back as arrays, with the category values in their columns
+    out = by_index.reconstruct(numeric.to_numpy(float))
+    assert isinstance(out, np.ndarray) and set(np.unique(out[:, 1])) <= {0.0, 1.0, 2.0}
+
+
+def test_bad_table_input_names_the_column(table):
+    model = ProbabilisticAutoencoder(**FAST).fit(table)
+    unseen = table.assign(island=table["island"].where(table.index > 0, "z"))
+    with pytest.raises(ValueError, match=r"column 'island' has categories not seen in fit \('z'"):
+        model.score_samples(unseen)
+    with pytest.raises(ValueError, match="column 'colour' was categorical in fit but is numeric"):
+        model.score_samples(table.assign(colour=table["colour"].cat.codes.astype(float)))
+    with pytest.raises(ValueError, match="column 'weight' has no observed value"):
+        ProbabilisticAutoencoder(**FAST).fit(table.assign(weight=np.nan))
+    empty_row = table.astype({"male": object})
+    empty_row.loc[3, :] = np.nan
+    with pytest.raises(ValueError, match=r"every entry missing.*row 3"):
+        model.score_samples(empty_row)
+    with pytest.raises(ValueError, match="categorical_features names column 'height', which X does not have"):
+        ProbabilisticAutoencoder(categorical_features=["height"], **FAST).fit(table)
+    with pytest.raises(ValueError, match=r"categorical columns \(colour, island, male\) are not supported with AEF"):
+        AEF(max_epochs=1).fit(table)
+
+
+def test_missing_values_are_left_out_of_the_likelihood():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 5)) @ rng.normal(size=(5, 5))
+    X_missing = X.copy()
+    X_missing[rng.random(X.shape) < 0.2] = np.nan
+    model = ProbabilisticAutoencoder(distribution="normal_diag", **FAST).fit(X_missing)
+    assert model.missing_indicators_ and model.__sklearn_tags__().input_tags.allow_nan
+    scores = model.score_samples(X_missing[:20])
+    mean, std = model.reconstruct(X_missing[:20], return_std=True)
+    observed = ~np.isnan(X_missing[:20])
+    direct = np.where(observed, stats.norm.logpdf(X_missing[:20], mean, std), 0.0).sum(axis=1)
+    np.testing.assert_allclose(scores, direct, rtol=1e-5)
+    # a row's score does not depend on the other rows of the call
+    np.testing.assert_allclose(model.score_samples(X_missing[5:6]), scores[5:6], rtol=1e-6)
+
+
+def test_complete_rows_score_as_before_under_a_model_fitted_on_complete_data():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(150, 4))
+    model = ProbabilisticAutoencoder(**FAST).fit(X)
+    assert not model.missing_indicators_
+    mixed = np.vstack([X[:10], np.where(rng.random((10, 4)) < 0.5, np.nan, X[10:20])])
+    mixed[10:, 0] = X[10:20, 0]  # keep one entry per row
+    np.testing.assert_allclose(model.score_samples(mixed)[:10], model.score_samples(X[:10]), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "cls, params",
+    [(PAE, {"flow_max_epochs": 2}), (VAE, {}), (ProbabilisticAutoencoder, {"distribution": "t_full"})],
+)
+def test_every_table_estimator_fits_and_scores_rows_with_missing_entries(cls, params):
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(150, 6))
+    X[rng.random(X.shape) < 0.3] = np.nan
+    X[:, 0] = np.where(np.isnan(X).all(axis=1), 0.0, X[:, 0])
+    model = cls(**FAST, **params).fit(X)
+    scores = model.score_samples(X)
+    assert np.isfinite(scores).all()
+    assert model.predict(X).shape == (150,)
+
+
+def test_aef_and_families_without_a_marginal_refuse_missing_values_clearly():
+    X = np.random.default_rng(3).normal(size=(60, 4))
+    X[0, 1] = np.nan
+    with pytest.raises(ValueError, match="AEF's likelihood is a bijection"):
+        AEF(max_epochs=1).fit(X)
+    with pytest.raises(ValueError, match="distribution='maf' has no closed-form marginal"):
+        ProbabilisticAutoencoder(distribution="maf", max_epochs=1).fit(X)
+    fitted = AEF(max_epochs=1, random_state=0).fit(X[1:])
+    with pytest.raises(ValueError, match="AEF's likelihood is a bijection"):
+        fitted.score_samples(X)
+
+
+@pytest.mark.parametrize("cls", [ProbabilisticAutoencoder, VAE, PAE])
+def test_internal_standardization_scores_in_the_units_of_x(cls):
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(150, 4)) @ rng.normal(size=(4, 4))
+    # offsets of a few stds: float32 networks see the standardized values to rounding (a column whose offset
+    # is 1e4 stds loses the last digits of its spread when rows are read as float32)
+    scale = np.array([1e-3, 10.0, 1.0, 1e4])
+    shift = scale * np.array([5.0, -3.0, 0.0, 10.0])
+    params = {**FAST, "n_components": 2}
+    plain = cls(**params).fit(X)
+    moved = cls(**params).fit(X * scale + shift)
+    log_det = np.log(scale).sum()
+    # the same standardized data trains the same networks (to rounding): scores move by the log-determinant
+    np.testing.assert_allclose(moved.score_samples(X * scale + shift), plain.score_samples(X) - log_det, rtol=1e-3)
+    np.testing.assert_allclose(moved.transform(X * scale + shift), plain.transform(X), rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(moved.reconstruct(X * scale + shift), plain.reconstruct(X) * scale + shift, rtol=1e-3)
+
+
+def test_standardize_false_keeps_raw_units_and_warns_on_badly_scaled_columns():
+    X = np.random.default_rng(5).normal(size=(80, 3)) * [1, 1, 1e6]
+    with pytest.warns(UserWarning, match="badly scaled"):
+        ProbabilisticAutoencoder(standardize=False, max_epochs=1).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = ProbabilisticAutoencoder(max_epochs=1).fit(X)
+    np.testing.assert_allclose(model.feature_scale_, X.std(axis=0), rtol=1e-12)
+
+
+def test_n_components_auto_follows_the_data():
+    rng = np.random.default_rng(6)
+    low_rank = rng.normal(size=(300, 3)) @ rng.normal(size=(3, 20)) + 0.01 * rng.normal(size=(300, 20))
+    assert ProbabilisticAutoencoder(max_epochs=1).fit(low_rank).n_components_ <= 3
+    two_d = rng.normal(size=(100, 2))
+    model = ProbabilisticAutoencoder(max_epochs=1).fit(two_d)
+    assert model.n_components_ == 1 and model.transform(two_d).shape == (100, 1)
+    images = rng.random((40, 64))
+    assert PAE(image_shape=(8, 8), max_epochs=1, flow_max_epochs=1).fit(images).n_components_ == 16
+    with pytest.warns(UserWarning, match="n_components=50 is larger than the 5 feature"):
+        ProbabilisticAutoencoder(n_components=50, max_epochs=1).fit(rng.normal(size=(30, 5)))
