@@ -238,6 +238,7 @@ class PAEImputer(PersistenceMixin, OneToOneFeatureMixin, TransformerMixin, BaseE
         if not usable.any():
             raise ValueError("PAEImputer: every row has all its entries missing; there is nothing to learn from.")
         training = Z_train[usable]
+        training[:, ~observed_any] = 0.0  # a column never observed: its standardized mean, a constant to the model
         for round_ in range(self.n_rounds):
             pae = self._make_pae(int(rng.randint(np.iinfo(np.int32).max)))
             pae._interrupt_raises = True  # an interrupted round is not a fitted imputer

@@ -180,3 +180,38 @@ def test_n_components_auto_follows_the_data():
     assert PAE(image_shape=(8, 8), max_epochs=1, flow_max_epochs=1).fit(images).n_components_ == 16
     with pytest.warns(UserWarning, match="n_components=50 is larger than the 5 feature"):
         ProbabilisticAutoencoder(n_components=50, max_epochs=1).fit(rng.normal(size=(30, 5)))
+
+
+def test_a_fitted_table_model_saves_and_loads_with_its_categories(table, tmp_path):
+    from skprobae import load, save
+
+    model = ProbabilisticAutoencoder(**FAST).fit(table)
+    save(model, tmp_path / "model.skprobae")
+    loaded = load(tmp_path / "model.skprobae")
+    np.testing.assert_array_equal(loaded.score_samples(table), model.score_samples(table))
+    pd.testing.assert_frame_equal(loaded.reconstruct(table), model.reconstruct(table))
+
+
+def test_contamination_auto_is_tukeys_lower_fence_of_the_training_scores():
+    X = np.random.default_rng(7).normal(size=(300, 4))
+    model = ProbabilisticAutoencoder(contamination="auto", **FAST).fit(X)
+    q1, q3 = np.percentile(model.score_samples(X), [25, 75])
+    assert model.offset_ == pytest.approx(q1 - 1.5 * (q3 - q1), rel=1e-6)
+    flagged = np.mean(model.predict(X) == -1)
+    assert 0 <= flagged < 0.05  # far fewer than the 10% of the default contamination
+
+
+def test_pae_imputer_trains_on_the_masked_likelihood_once():
+    from skprobae import PAEImputer
+
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(200, 2)) @ rng.normal(size=(2, 6)) + 0.1 * rng.normal(size=(200, 6))
+    X_missing = np.where(rng.random(X.shape) < 0.2, np.nan, X)
+    X_missing[0] = np.nan  # a row with nothing observed is left out of training, imputed from the prior
+    imputer = PAEImputer(max_epochs=20, flow_max_epochs=5, random_state=0).fit(X_missing)
+    assert imputer.pae_.missing_indicators_ and 190 <= imputer.pae_.n_samples_seen_ <= 199
+    filled = imputer.transform(X_missing)
+    hidden = np.isnan(X_missing)
+    assert np.isfinite(filled).all()
+    rmse, mean_rmse = (np.sqrt(np.mean((v - X)[hidden] ** 2)) for v in (filled, np.nanmean(X_missing, 0) + 0 * X))
+    assert rmse < mean_rmse
