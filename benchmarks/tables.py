@@ -233,12 +233,11 @@ def report(missing, mixed, rates, args, elapsed) -> str:
         ours = [np.mean(missing[(detectors[0], 0.0)]) - np.mean(missing[(detectors[0], r)]) for r in rates]
         best_other = [min(np.mean(missing[(d, 0.0)]) - np.mean(missing[(d, r)]) for d in detectors[1:]) for r in rates]
         met = all(o < b for o, b in zip(ours, best_other, strict=True))
-        lines += [
-            "",
-            f"Target (skprobae's loss from missingness smaller than every pipeline's): "
-            f"**{'met' if met else 'not met'}** "
-            f"({', '.join(f'{r:.0%}: {o:+.3f} vs best pipeline {b:+.3f}' for r, o, b in zip(rates, ours, best_other, strict=True))}).",
-        ]
+        figures = ", ".join(
+            f"{r:.0%}: {o:+.3f} vs best pipeline {b:+.3f}" for r, o, b in zip(rates, ours, best_other, strict=True)
+        )
+        verdict = "met" if met else "not met"
+        lines += ["", f"Target (skprobae's loss smaller than every pipeline's): **{verdict}** ({figures})."]
     if mixed:
         detectors = sorted({d for d, _ in mixed}, key=lambda d: (not d.startswith("skprobae"), d))
         rows = [
