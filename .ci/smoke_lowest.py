@@ -23,7 +23,9 @@ for requirement in importlib.metadata.requires("skprobae"):
 for name, floor in floors.items():
     installed = importlib.metadata.version(name)
     if installed.split("+")[0].split(".")[: len(floor.split("."))] != floor.split("."):
-        sys.exit(f"{name} {installed} is installed, but pyproject.toml declares {name}>={floor}: fix constraints-lowest.txt")
+        sys.exit(
+            f"{name} {installed} is installed, but pyproject.toml declares {name}>={floor}: fix constraints-lowest.txt"
+        )
 print("declared floors installed:", ", ".join(f"{n} {importlib.metadata.version(n)}" for n in floors))
 
 import skprobae  # noqa: E402

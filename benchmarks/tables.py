@@ -58,6 +58,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from skprobae import PAE, ProbabilisticAutoencoder
+from skprobae.datasets import load_penguins
 
 DATA_ENV = "SKPROBAE_DATA"
 SETS = ["annthyroid", "breastw", "cardio", "letter", "musk", "pima", "satellite", "shuttle", "thyroid", "wbc"]
@@ -126,10 +127,7 @@ def run_missing(data_dir: Path, sets: list[str], seeds: list[int], rates: list[f
 
 
 def _penguins():
-    from palmerpenguins import load_penguins
-
-    table = load_penguins().drop(columns="year")
-    return table.astype({"species": "category", "island": "category", "sex": "category"})
+    return load_penguins()
 
 
 def _inject(table, kind: str, n: int, rng: np.random.Generator):

@@ -31,15 +31,13 @@ from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 
 from skprobae import PAE, PAEImputer
+from skprobae.datasets import load_penguins
 
 MEASUREMENTS = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
 
 
 def load_table():
-    from palmerpenguins import load_penguins
-
-    table = load_penguins().drop(columns="year")
-    return table.astype({"species": "category", "island": "category", "sex": "category"})
+    return load_penguins()
 
 
 def outliers(table) -> None:

@@ -366,10 +366,10 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
                 f"{owner}: categorical columns ({', '.join(names)}) are not supported with {why}; one-hot encode "
                 "them or use ProbabilisticAutoencoder, PAE or VAE, which model categories natively."
             )
-        if has_missing:
-            self._check_missing_supported(self._make_head(X.shape[1]) if self._tabular else None)
         fit_standardization(self, X, bool(getattr(self, "standardize", False)) and not self._images)
         self.missing_indicators_ = bool(has_missing and not self._images)
+        if has_missing:
+            self._check_missing_supported(self._make_head(X.shape[1]) if self._tabular else None)
         if self.n_components == "auto":
             self.n_components_ = self._default_image_components if self._images else auto_n_components(self, X)
         else:
@@ -486,10 +486,13 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         return TableHead(continuous, layout)
 
     def _table_layout(self):
-        if not hasattr(self, "feature_loc_"):  # before the table is fitted: every column continuous, as it is
+        if not hasattr(self, "feature_loc_"):  # a model restored from before tables: every column continuous, raw
             d = self.n_features_in_
-            self.is_categorical_, self.categories_ = np.zeros(d, dtype=bool), []
-            self.feature_loc_, self.feature_scale_, self.missing_indicators_ = np.zeros(d), np.ones(d), False
+            defaults = {"is_categorical_": np.zeros(d, dtype=bool), "categories_": [], "missing_indicators_": False}
+            for name, value in defaults.items():
+                if not hasattr(self, name):
+                    setattr(self, name, value)
+            self.feature_loc_, self.feature_scale_ = np.zeros(d), np.ones(d)
         return table_layout(self)
 
     def _table_networks(self, head: OutputDistribution, encoder_outputs: int | None = None) -> tuple[nn.Module, ...]:

@@ -74,3 +74,42 @@ def load_odds(name: str, data_dir: str | os.PathLike | None = None) -> tuple[np.
         raise FileNotFoundError(f"No ODDS set {name!r} in {str(path.parent)!r}; available: {available}.")
     with np.load(path) as data:
         return data["X"], data["y"]
+
+
+def load_penguins():
+    """The Palmer penguins table: three categorical columns, four measurements, real missing entries.
+
+    Read from the CSV that the ``palmerpenguins`` package ships (``pip install
+    -c constraints.txt palmerpenguins``), without importing the package, whose
+    loader needs ``pkg_resources`` (gone from setuptools 81). The ``year``
+    column is dropped; ``species``, ``island`` and ``sex`` are ``category``
+    columns.
+
+    Returns
+    -------
+    table : pandas.DataFrame of shape (344, 7)
+
+    Raises
+    ------
+    ImportError
+        If palmerpenguins is not installed.
+
+    Examples
+    --------
+    >>> from skprobae.datasets import load_penguins
+    >>> table = load_penguins()  # doctest: +SKIP
+    >>> table.shape, int(table["sex"].isna().sum())  # doctest: +SKIP
+    ((344, 7), 11)
+    """
+    import importlib.util
+
+    import pandas as pd
+
+    spec = importlib.util.find_spec("palmerpenguins")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(
+            "load_penguins needs the palmerpenguins package: pip install -c constraints.txt palmerpenguins"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "penguins.csv"
+    table = pd.read_csv(path).drop(columns="year")
+    return table.astype({"species": "category", "island": "category", "sex": "category"})

@@ -215,3 +215,14 @@ def test_pae_imputer_trains_on_the_masked_likelihood_once():
     assert np.isfinite(filled).all()
     rmse, mean_rmse = (np.sqrt(np.mean((v - X)[hidden] ** 2)) for v in (filled, np.nanmean(X_missing, 0) + 0 * X))
     assert rmse < mean_rmse
+
+
+def test_a_dataframe_with_categories_and_missing_entries_keeps_its_categorical_columns(table):
+    holes = table.copy()
+    holes.loc[::7, "weight"] = np.nan
+    holes.loc[::5, "colour"] = np.nan
+    model = PAE(**FAST, flow_max_epochs=2).fit(holes)
+    np.testing.assert_array_equal(model.is_categorical_, [False, True, False, True, True])
+    assert model.missing_indicators_
+    assert np.isfinite(model.score_samples(holes)).all()
+    assert model.reconstruct(holes)["colour"].notna().all()  # a missing category is reconstructed
