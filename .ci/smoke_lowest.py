@@ -38,7 +38,7 @@ for cls in (ProbabilisticAutoencoder, PAE, AEF, VAE):
     model = cls(**params).fit(X)
     scores = model.score_samples(X[:20])
     assert scores.dtype == np.float64 and np.isfinite(scores).all(), cls.__name__
-    assert model.transform(X[:5]).shape == (5, model.n_components)
+    assert model.transform(X[:5]).shape == (5, model.n_components_)
     assert np.isfinite(model.sample(3, random_state=0)).all()
     assert set(model.predict(X[:20])) <= {-1, 1}
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(model)).score_samples(X[:20]), scores)

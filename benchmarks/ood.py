@@ -491,7 +491,7 @@ class Throughput:
 def measure_throughput(model: PAE, X: np.ndarray, repeats: int, max_wait_s: float = QUIET_WAIT_S) -> Throughput:
     """``score_samples`` rows/s of ``model`` (score_method="combined") on ``X``, after a warm-up call."""
     model.set_params(score_method="combined")
-    result = Throughput(model.n_components, len(X), flops_per_row(model), model.inference_dtype)
+    result = Throughput(model.n_components_, len(X), flops_per_row(model), model.inference_dtype)
     result.waited_s, _ = wait_until_quiet(max_wait_s)
     result.load_before, result.top_before = load_average(), top_summary()
     model.score_samples(X[: min(len(X), 1000)])  # warm-up

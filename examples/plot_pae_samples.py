@@ -33,7 +33,7 @@ def main() -> None:
     n = 500
     pae_samples = pae.sample(n, random_state=0)
     cold_samples = pae.sample(n, random_state=0, temperature=0.7)
-    plain_samples = pae.inverse_transform(np.random.default_rng(0).normal(size=(n, pae.n_components)))
+    plain_samples = pae.inverse_transform(np.random.default_rng(0).normal(size=(n, pae.n_components_)))
 
     print("mean log-density under the PAE         latent (flow)   combined (Eq. 12)")
     for label, rows in [
