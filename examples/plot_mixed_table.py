@@ -53,8 +53,9 @@ def outliers(table) -> None:
     sex_probabilities = model.predict_category_proba(bird)[list(table.columns[model.is_categorical_]).index("sex")]
     female, male = sex_probabilities[0]
     print(
-        f"\nBird {bird.index[0]} has no recorded sex; the model's reconstruction gives "
-        f"P(female) = {female:.2f}, P(male) = {male:.2f}."
+        f"\nBird {bird.index[0]} has no recorded sex; the decoder's categorical distribution at its code gives "
+        f"P(female) = {female:.3f}, P(male) = {male:.3f}.\n(These are the reconstruction's probabilities, which an "
+        "autoencoder that saw every observed sex in training makes near-certain: not a calibrated conditional.)"
     )
 
 

@@ -35,3 +35,17 @@ def test_missing_folder_and_names(data_dir, monkeypatch):
         load_odds("nope", data_dir=data_dir)
     with pytest.raises(ValueError, match="mnist"):
         load_images("cifar", data_dir=data_dir)
+
+
+def test_load_penguins_gives_the_mixed_table_with_its_missing_entries():
+    pytest.importorskip("pandas")
+    import importlib.util
+
+    if importlib.util.find_spec("palmerpenguins") is None:
+        pytest.skip("palmerpenguins is not installed")
+    from skprobae.datasets import load_penguins
+
+    table = load_penguins()
+    assert table.shape == (344, 7)
+    assert [str(t) for t in table.dtypes[["species", "island", "sex"]]] == ["category"] * 3
+    assert int(table["sex"].isna().sum()) == 11 and int(table["bill_length_mm"].isna().sum()) == 2
