@@ -6,8 +6,8 @@ What it measures
 ``--max-rows`` of them, a seeded subsample) and scikit-learn's digits. For
 each seed, 20% of the entries (``--missing``) are removed completely at
 random; ``SimpleImputer(mean)``, ``KNNImputer()``, ``IterativeImputer()``,
-MissForest (``IterativeImputer(estimator=ExtraTreesRegressor(n_estimators=50,
-min_samples_leaf=2), max_iter=5)``, the stronger baseline) and
+MissForest (``IterativeImputer(estimator=ExtraTreesRegressor(n_estimators=30,
+max_features="sqrt", min_samples_leaf=2), max_iter=5)``, the stronger baseline) and
 ``skprobae.impute.PAEImputer()`` (library defaults, ``random_state=seed``;
 it trains on the masked likelihood of the observed entries) each fill the
 same matrix (``fit_transform``). Reported: RMSE on the removed
@@ -55,7 +55,8 @@ from skprobae.impute import PAEImputer
 
 ODDS = ("annthyroid", "breastw", "cardio", "letter", "musk", "pima", "satellite", "shuttle", "thyroid", "wbc")
 IMPUTERS = ("SimpleImputer(mean)", "KNNImputer", "IterativeImputer", "MissForest", "PAEImputer")
-"""``MissForest``: ``IterativeImputer(estimator=ExtraTreesRegressor(n_estimators=50))``, the MissForest recipe."""
+"""``MissForest``: ``IterativeImputer`` over ``ExtraTreesRegressor(n_estimators=30, max_features="sqrt")`` (MissForest's
+sqrt(p) features per split), the MissForest recipe at a cost that fits 166-feature tables on two cores."""
 
 
 def make_imputer(name: str, seed: int):
@@ -66,7 +67,7 @@ def make_imputer(name: str, seed: int):
     if name == "IterativeImputer":
         return IterativeImputer(random_state=seed)
     if name == "MissForest":
-        trees = ExtraTreesRegressor(n_estimators=50, min_samples_leaf=2, random_state=seed)
+        trees = ExtraTreesRegressor(n_estimators=30, max_features="sqrt", min_samples_leaf=2, random_state=seed)
         return IterativeImputer(estimator=trees, max_iter=5, random_state=seed)
     return PAEImputer(random_state=seed)
 

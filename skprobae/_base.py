@@ -592,9 +592,11 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data, no NaN or infinite values. A float32 ``np.memmap``
-            is read batch by batch, never copied whole.
+        X : array-like or DataFrame of shape (n_samples, n_features)
+            Training data. NaN marks a missing entry (the likelihood of the
+            observed entries is trained; see the estimator); categorical
+            columns follow ``categorical_features``; no infinite values. A
+            float32 ``np.memmap`` is read batch by batch, never copied whole.
         y : ignored
 
         Returns
@@ -1212,9 +1214,12 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
     def score_samples(self, X) -> np.ndarray:
         """Per-sample score, higher for more normal data (see the estimator).
 
+        A row with missing entries (NaN) scores the log-likelihood of its
+        observed entries.
+
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or DataFrame of shape (n_samples, n_features)
 
         Returns
         -------
