@@ -360,7 +360,7 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         """The table's fitted attributes: categories, standardization, missingness indicators, ``n_components_``."""
         owner = type(self).__name__
         if self.is_categorical_.any() and (self._images or not self._tabular):
-            names = [str(n) for n in np.asarray(self.get_feature_names_in())[self.is_categorical_]][:5]
+            names = [str(n) for n in np.asarray(self._feature_names())[self.is_categorical_]][:5]
             why = "image rows" if self._tabular else f"{owner}'s bijection, which needs continuous values"
             raise ValueError(
                 f"{owner}: categorical columns ({', '.join(names)}) are not supported with {why}; one-hot encode "
@@ -379,7 +379,7 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
     _default_image_components = 8
     """``n_components_`` of ``n_components="auto"`` for images (``image_shape``), where no spectrum rule is used."""
 
-    def get_feature_names_in(self) -> np.ndarray:
+    def _feature_names(self) -> np.ndarray:
         names = getattr(self, "feature_names_in_", None)
         return names if names is not None else np.array([f"x{j}" for j in range(self.n_features_in_)], dtype=object)
 
