@@ -49,6 +49,6 @@ for cls in (ProbabilisticAutoencoder, PAE, AEF, VAE):
     print(cls.__name__, "ok")
 X_missing = X.copy()
 X_missing[::3, 5] = np.nan
-filled = PAEImputer(max_epochs=2, flow_max_epochs=2, n_rounds=1, random_state=0).fit_transform(X_missing)
+filled = PAEImputer(n_components=2, max_epochs=2, flow_max_epochs=2, random_state=0).fit_transform(X_missing)
 assert np.isfinite(filled).all()
 print("PAEImputer ok")
