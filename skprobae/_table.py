@@ -345,10 +345,11 @@ def auto_n_components(estimator, X: np.ndarray) -> int:
         return 1
     loc, scale = estimator.feature_loc_, estimator.feature_scale_
     columns = []
+    n_categories = iter(len(levels) for levels in estimator.categories_)
     for j in range(d):
         values = sample[:, j]
         if estimator.is_categorical_[j]:
-            k = len(estimator.categories_[int(np.flatnonzero(np.flatnonzero(estimator.is_categorical_) == j)[0])])
+            k = next(n_categories)
             codes = np.where(np.isnan(values), -1, values).astype(int)
             columns.append((codes[:, None] == np.arange(k)).astype(np.float64))
         else:
@@ -397,11 +398,12 @@ def table_output(estimator, values: np.ndarray):
     import pandas as pd
 
     columns = {}
+    categories = iter(estimator.categories_)
     for j, name in enumerate(estimator.feature_names_in_):
         if j not in categorical:
             columns[name] = values[:, j]
             continue
-        levels = estimator.categories_[int(np.flatnonzero(categorical == j)[0])]
+        levels = next(categories)
         codes = np.where(np.isnan(values[:, j]), -1, values[:, j]).astype(int)
         column = pd.Categorical.from_codes(codes, categories=pd.Index(levels))
         if kinds[j] == "category":

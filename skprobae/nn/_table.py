@@ -186,14 +186,18 @@ class TableHead(OutputDistribution):
         return list(params[..., self.n_continuous_params :].split(self.logit_sizes, dim=-1))
 
     # ------------------------------------------------------ likelihoods
-    def _continuous_log_prob(self, params: Tensor, x: Tensor, with_scale: bool = True) -> Tensor:
-        if self.continuous is None:
-            return params.new_zeros(params.shape[:-1], dtype=torch.float64)
+    def _standardized(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The continuous columns of ``x`` standardized (missing entries at 0), and which of them are observed."""
         values = x[..., self.continuous_index]
         observed = ~torch.isnan(values)
-        standardized = (
-            torch.where(observed, values, self.column_loc.to(values.dtype)) - self.column_loc
-        ) / self.column_scale
+        # a missing entry becomes the column's mean before the arithmetic: a NaN there would poison the gradients
+        filled = torch.where(observed, values, self.column_loc.to(values.dtype))
+        return (filled - self.column_loc) / self.column_scale, observed
+
+    def _continuous_log_prob(self, params: Tensor, x: Tensor) -> Tensor:
+        if self.continuous is None:
+            return params.new_zeros(params.shape[:-1], dtype=torch.float64)
+        standardized, observed = self._standardized(x)
         cp = self._continuous_params(params)
         if bool(observed.all()):
             log_prob = self.continuous.log_prob(cp, standardized)
@@ -201,7 +205,7 @@ class TableHead(OutputDistribution):
         else:
             log_prob = self.continuous.log_prob_observed(cp, standardized, observed)
             log_scale = torch.where(observed, self.column_scale.log(), 0.0).sum(-1, dtype=torch.float64)
-        return log_prob - log_scale if with_scale and self.standardizes else log_prob
+        return log_prob - log_scale if self.standardizes else log_prob
 
     def categorical_log_prob(self, params: Tensor, x: Tensor) -> Tensor:
         """Sum over the observed categorical entries of their log-probability (0 without categorical columns)."""
@@ -227,11 +231,7 @@ class TableHead(OutputDistribution):
         """The continuous family's own loss on standardized values, plus the categorical negative log-likelihood."""
         if self.continuous is None:
             return -self.categorical_log_prob(params, x).mean()
-        values = x[..., self.continuous_index]
-        observed = ~torch.isnan(values)
-        standardized = (
-            torch.where(observed, values, self.column_loc.to(values.dtype)) - self.column_loc
-        ) / self.column_scale
+        standardized, observed = self._standardized(x)
         cp = self._continuous_params(params)
         categorical = -self.categorical_log_prob(params, x).mean() if self.categorical_index else 0.0
         if bool(observed.all()):
