@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 _STATE_KEY = "_skprobae_version"
 _UNKNOWN = "unknown (a pickle from before skprobae stamped its version)"
