@@ -25,6 +25,8 @@ import torch
 import zuko
 from torch import Tensor, nn
 
+__all__ = ["FLOW_NAMES", "FlowAdapter", "build_flow"]
+
 FLOW_NAMES = ("auto", "realnvp", "maf", "nsf")
 
 
@@ -40,10 +42,37 @@ def build_flow(
         above, as in the PAE paper. RealNVP uses random coupling masks; MAF and
         NSF are autoregressive with random feature orders.
     n_features : int
-    transforms : int or None
-        Number of transforms; None picks 8 for RealNVP and 4 otherwise.
-    hidden_layer_sizes : sequence of int
+        Dimension of the flow's space. A one-dimensional RealNVP (which a
+        coupling layer cannot split) is built as a MAF instead.
+    transforms : int or None, default=None
+        Number of transforms; None (or 0) picks 8 for RealNVP and 4 otherwise.
+    hidden_layer_sizes : sequence of int, default=(128, 128)
         Hidden widths of each transform's conditioner network.
+
+    Returns
+    -------
+    zuko.flows.Flow
+        An unconditional ``zuko.flows.RealNVP``, ``MAF`` or ``NSF``, in torch's default dtype.
+
+    Raises
+    ------
+    ValueError
+        If ``kind`` is not one of :data:`FLOW_NAMES`.
+
+    See Also
+    --------
+    FlowAdapter : The interface the estimators use over such a flow.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skprobae.flows import build_flow
+    >>> _ = torch.manual_seed(0)
+    >>> flow = build_flow("auto", 3, transforms=2, hidden_layer_sizes=(8,))
+    >>> type(flow).__name__
+    'RealNVP'
+    >>> flow().log_prob(torch.zeros(4, 3)).shape
+    torch.Size([4])
     """
     if kind not in FLOW_NAMES:
         raise ValueError(f"Unknown flow {kind!r}. Valid names: {', '.join(FLOW_NAMES)}, or a zuko / nflows flow.")
@@ -91,12 +120,35 @@ class FlowAdapter(nn.Module):
     n_features : int
         Dimension the flow must act on.
 
+    Attributes
+    ----------
+    library : {"zuko", "nflows"}
+        The library that built ``flow``.
+
     Raises
     ------
     TypeError
         If ``flow`` is neither kind.
     ValueError
         If its dimension is not ``n_features`` or its base is not a standard normal.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skprobae.flows import FlowAdapter, build_flow
+    >>> _ = torch.manual_seed(0)
+    >>> flow = FlowAdapter(build_flow("realnvp", 3, transforms=2, hidden_layer_sizes=(8,)), 3)
+    >>> flow.library, flow.dtype
+    ('zuko', torch.float32)
+    >>> u, log_det = flow.to_base(torch.zeros(5, 3))
+    >>> u.shape, log_det.shape
+    (torch.Size([5, 3]), torch.Size([5]))
+    >>> torch.allclose(flow.from_base(u), torch.zeros(5, 3), atol=1e-5)
+    True
+    >>> flow.log_prob(torch.zeros(5, 3)).dtype
+    torch.float64
+    >>> flow.sample(4, generator=torch.Generator().manual_seed(0)).shape
+    torch.Size([4, 3])
     """
 
     def __init__(self, flow: nn.Module, n_features: int):
@@ -132,11 +184,30 @@ class FlowAdapter(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        """The dtype the flow computes in (its parameters')."""
+        """The dtype the flow computes in (its parameters').
+
+        Returns
+        -------
+        torch.dtype
+            The dtype of the flow's first parameter.
+        """
         return next(self.parameters()).dtype
 
     def to_base(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """``u = b(z)`` and ``log |det db/dz|`` per row, in the flow's dtype (``z`` is cast to it; any leading dims)."""
+        """The map ``u = b(z)`` into the base space and ``log |det db/dz|`` per row.
+
+        Parameters
+        ----------
+        z : Tensor of shape (..., n_features)
+            Points with any leading dimensions; cast to the flow's dtype.
+
+        Returns
+        -------
+        u : Tensor of shape (..., n_features)
+            The base-space points, in the flow's dtype.
+        log_det : Tensor of shape (...)
+            ``log |det db/dz|`` per row, in the flow's dtype.
+        """
         leading, z = z.shape[:-1], z.to(self.dtype).reshape(-1, z.shape[-1])
         if self.library == "zuko":
             u, log_det = self.flow().transform.call_and_ladj(z)
@@ -145,7 +216,18 @@ class FlowAdapter(nn.Module):
         return u.reshape(*leading, -1), log_det.reshape(leading)
 
     def from_base(self, u: Tensor) -> Tensor:
-        """``z = b^{-1}(u)``, differentiable in ``u``, in the flow's dtype."""
+        """The inverse map ``z = b^{-1}(u)``, differentiable in ``u``.
+
+        Parameters
+        ----------
+        u : Tensor of shape (..., n_features)
+            Base-space points with any leading dimensions; cast to the flow's dtype.
+
+        Returns
+        -------
+        Tensor of shape (..., n_features)
+            The points ``z``, in the flow's dtype.
+        """
         leading, u = u.shape[:-1], u.to(self.dtype).reshape(-1, u.shape[-1])
         if self.library == "zuko":
             with prompt_cycle_collection():
@@ -155,13 +237,40 @@ class FlowAdapter(nn.Module):
         return z.reshape(*leading, -1)
 
     def log_prob(self, z: Tensor) -> Tensor:
-        """Log-density of each row of ``z``, reduced in float64."""
+        """Log-density of each row of ``z``, reduced in float64.
+
+        Parameters
+        ----------
+        z : Tensor of shape (..., n_features)
+            Points with any leading dimensions.
+
+        Returns
+        -------
+        Tensor of shape (...)
+            ``log N(b(z); 0, I) + log |det db/dz|``, float64.
+        """
         u, log_det = self.to_base(z)
         u = u.double()
         return -0.5 * (u * u).sum(-1) - 0.5 * self.n_features * math.log(2 * math.pi) + log_det.double()
 
     def sample(self, n_samples: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
-        """Draws ``b^{-1}(temperature * u)`` with ``u ~ N(0, I)`` (from ``generator``, else torch's global RNG)."""
+        """Draws ``b^{-1}(temperature * u)`` with ``u ~ N(0, I)``.
+
+        Parameters
+        ----------
+        n_samples : int
+            Number of draws.
+        temperature : float, default=1.0
+            Scale of the base-space noise (below 1 concentrates the draws).
+        generator : torch.Generator or None, default=None
+            Source of the base noise (a CPU generator: the noise is drawn on
+            the CPU, then moved to the flow's device); None uses torch's global RNG.
+
+        Returns
+        -------
+        Tensor of shape (n_samples, n_features)
+            The draws, in the flow's dtype, on the flow's device.
+        """
         device = next(self.parameters()).device
         u = torch.randn(n_samples, self.n_features, generator=generator, dtype=torch.float64)
         return self.from_base(temperature * u.to(device))

@@ -22,6 +22,28 @@ class LogitActNorm(nn.Module):
     the per-feature mean and log-std of the logits of the training data
     (:meth:`logits` gives those logits, so the caller can take the moments
     block by block).
+
+    Parameters
+    ----------
+    logit_lambda : float
+        The squeeze ``lambda`` in (0, 0.5) that keeps the logit finite at 0 and 1.
+    loc : Tensor of shape (n_features,)
+        Initial shift ``b``; stored as a float32 parameter.
+    log_scale : Tensor of shape (n_features,)
+        Initial log-scale ``s``; stored as a float32 parameter.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skprobae.nn import LogitActNorm
+    >>> x = torch.tensor([[0.25, 0.5], [0.75, 0.5]])
+    >>> logits = LogitActNorm.logits(x, 0.05)
+    >>> norm = LogitActNorm(0.05, logits.mean(0), torch.zeros(2))
+    >>> y, log_det = norm(x)
+    >>> y.shape, log_det.dtype
+    (torch.Size([2, 2]), torch.float64)
+    >>> torch.allclose(norm.inverse(y), x)
+    True
     """
 
     def __init__(self, logit_lambda: float, loc: Tensor, log_scale: Tensor):
@@ -32,11 +54,38 @@ class LogitActNorm(nn.Module):
 
     @staticmethod
     def logits(x: Tensor, logit_lambda: float) -> Tensor:
+        """The squeezed logits ``logit(lambda + (1 - 2 lambda) x)``, before the ActNorm.
+
+        Parameters
+        ----------
+        x : Tensor
+            Data in [0, 1], any shape.
+        logit_lambda : float
+            The squeeze ``lambda``.
+
+        Returns
+        -------
+        Tensor
+            The logits, of the shape and dtype of ``x``.
+        """
         s = logit_lambda + (1 - 2 * logit_lambda) * x
         return s.log() - torch.log1p(-s)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``y`` and ``log |det dy/dx|`` per row (float64)."""
+        """The bijection ``y`` of ``x`` and its log-determinant.
+
+        Parameters
+        ----------
+        x : Tensor of shape (..., n_features)
+            Data in [0, 1]; cast to the parameters' dtype.
+
+        Returns
+        -------
+        y : Tensor of shape (..., n_features)
+            The normalized logits.
+        log_det : Tensor of shape (...)
+            ``log |det dy/dx|`` per row, float64.
+        """
         lam = self.logit_lambda
         s = lam + (1 - 2 * lam) * x.to(self.loc.dtype)
         log_s, log_1ms = s.log(), torch.log1p(-s)
@@ -44,10 +93,33 @@ class LogitActNorm(nn.Module):
         return (log_s - log_1ms - self.loc) * torch.exp(-self.log_scale), log_det
 
     def inverse(self, y: Tensor) -> Tensor:
+        """The inverse map, from normalized logits back to [0, 1].
+
+        Parameters
+        ----------
+        y : Tensor of shape (..., n_features)
+            Normalized logits.
+
+        Returns
+        -------
+        Tensor of shape (..., n_features)
+            ``x = (sigmoid(y e^s + b) - lambda) / (1 - 2 lambda)``.
+        """
         return (torch.sigmoid(y * self.log_scale.exp() + self.loc) - self.logit_lambda) / (1 - 2 * self.logit_lambda)
 
     def inverse_slope(self, y: Tensor) -> Tensor:
-        """``dx/dy`` per feature at ``y``."""
+        """The slope ``dx/dy`` of :meth:`inverse`, per feature, at ``y``.
+
+        Parameters
+        ----------
+        y : Tensor of shape (..., n_features)
+            Normalized logits.
+
+        Returns
+        -------
+        Tensor of shape (..., n_features)
+            The (positive) diagonal of the inverse's Jacobian.
+        """
         s = torch.sigmoid(y * self.log_scale.exp() + self.loc)
         return self.log_scale.exp() * s * (1 - s) / (1 - 2 * self.logit_lambda)
 
@@ -70,14 +142,41 @@ class AEFModule(nn.Module):
     decoder : nn.Module
         ``z -> n_features`` values.
     n_components, n_features : int
-    core_index : LongTensor or None
+        Latent dimension ``K`` and data dimension.
+    core_index : LongTensor of shape (n_components,) or None
+        Indices of the core features (a partition of the features into core
+        and shell); None for the ``linear`` variant, where the core is
+        ``w = expansion(y)``.
     expansion : nn.Module or None
-        ``h``, for ``core_index=None``.
+        ``h``, for ``core_index=None``: maps ``(..., n_features)`` to
+        ``(..., n_components)``. Unused otherwise.
     core_flow : FlowAdapter or None
         ``n^{-1}`` is ``core_flow.to_base``; None is the identity.
     prior : LatentPrior
         ``p0``.
     preprocessing : LogitActNorm or None
+        Applied to ``x`` first (its log-determinant included); None is the identity.
+
+    Attributes
+    ----------
+    loss_terms : dict of str to Tensor
+        The detached ``"prior"``, ``"residual"`` and ``"log_det"`` terms of the last :meth:`loss`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skprobae.nn import AEFModule, StandardNormalPrior, make_mlp
+    >>> _ = torch.manual_seed(0)
+    >>> module = AEFModule(
+    ...     make_mlp(4, [8], 2 * 2), make_mlp(2, [8], 4), 2, 4, torch.tensor([0, 1]),
+    ...     None, None, StandardNormalPrior(2), None,
+    ... )
+    >>> x = torch.randn(5, 4)
+    >>> log_p0, log_r, log_det = module.log_joint(x)
+    >>> log_p0.shape, log_r.dtype
+    (torch.Size([5]), torch.float64)
+    >>> module.codes(x).shape, module.decode(module.codes(x)).shape
+    (torch.Size([5, 2]), torch.Size([5, 4]))
     """
 
     def __init__(
@@ -105,36 +204,129 @@ class AEFModule(nn.Module):
         self.loss_terms: dict[str, Tensor] = {}
 
     def forward(self, x: Tensor) -> Tensor:
+        """The identity: :meth:`loss` computes everything from the rows.
+
+        Parameters
+        ----------
+        x : Tensor of shape (batch, n_features)
+            Rows.
+
+        Returns
+        -------
+        Tensor of shape (batch, n_features)
+            ``x`` unchanged.
+        """
         return x
 
     @property
     def dtype(self) -> torch.dtype:
+        """The dtype the networks compute in.
+
+        Returns
+        -------
+        torch.dtype
+            The dtype of the residual-scale parameter.
+        """
         return self.residual_raw_scale.dtype
 
     @property
     def residual_scale(self) -> Tensor:
+        """The learnable per-feature std of the Gaussian residuals ``delta``.
+
+        Returns
+        -------
+        Tensor of shape (n_features,)
+            ``positive(residual_raw_scale)`` (1 at initialization).
+        """
         return positive(self.residual_raw_scale)
 
     def preprocess(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``y`` in the network dtype and the preprocessing's log-determinant (float64)."""
+        """The preprocessed data ``y`` and the preprocessing's log-determinant.
+
+        Parameters
+        ----------
+        x : Tensor of shape (..., n_features)
+            Raw rows; cast to the networks' dtype.
+
+        Returns
+        -------
+        y : Tensor of shape (..., n_features)
+            The preprocessed rows (``x`` itself without preprocessing), in the networks' dtype.
+        log_det : Tensor of shape (...)
+            The preprocessing's ``log |det dy/dx|``, float64 (zeros without preprocessing).
+        """
         x = x.to(self.dtype)
         if self.preprocessing is None:
             return x, x.new_zeros(x.shape[:-1], dtype=torch.float64)
         return self.preprocessing(x)
 
     def postprocess(self, y: Tensor) -> Tensor:
+        """The inverse of :meth:`preprocess`, back to data units.
+
+        Parameters
+        ----------
+        y : Tensor of shape (..., n_features)
+            Preprocessed rows.
+
+        Returns
+        -------
+        Tensor of shape (..., n_features)
+            ``preprocessing.inverse(y)``, or ``y`` without preprocessing.
+        """
         return y if self.preprocessing is None else self.preprocessing.inverse(y)
 
     def core(self, y: Tensor) -> Tensor:
+        """The core ``w`` of preprocessed rows.
+
+        Parameters
+        ----------
+        y : Tensor of shape (..., n_features)
+            Preprocessed rows.
+
+        Returns
+        -------
+        Tensor of shape (..., n_components)
+            The core features ``y[..., core_index]``, or ``expansion(y)`` when
+            ``core_index`` is None.
+        """
         return self.expansion(y) if self.core_index is None else y[..., self.core_index]
 
     def coupling(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        """Shift and scale of the affine coupling, from the shell of ``y``."""
+        """Shift and scale of the affine coupling, from the shell of ``y``.
+
+        Parameters
+        ----------
+        y : Tensor of shape (..., n_features)
+            Preprocessed rows; the core features are zeroed before the encoder.
+
+        Returns
+        -------
+        mean : Tensor of shape (..., n_components)
+            The shift ``g_m``.
+        scale : Tensor of shape (..., n_components)
+            The positive scale ``g_s``.
+        """
         mean, raw_scale = apply_rows(self.encoder, y * self.shell_mask).split(self.n_components, dim=-1)
         return mean, positive(raw_scale)
 
     def encode(self, coupling: tuple[Tensor, Tensor], w: Tensor) -> tuple[Tensor, Tensor]:
-        """Codes ``z`` for a coupling and core ``w`` (which may carry extra leading sample dims), and the log-det."""
+        """Codes ``z = mean + scale * n^{-1}(w)`` for a coupling and a core, and the log-determinant.
+
+        Parameters
+        ----------
+        coupling : tuple of Tensor
+            ``(mean, scale)`` from :meth:`coupling`, each of shape ``(..., n_components)``.
+        w : Tensor of shape (..., n_components)
+            The core, which may carry extra leading sample dimensions that
+            broadcast against the coupling.
+
+        Returns
+        -------
+        z : Tensor of shape (..., n_components)
+            The codes.
+        log_det : Tensor of shape (...)
+            ``log |det dz/dw|`` (core flow and coupling), float64.
+        """
         mean, scale = coupling
         if self.core_flow is None:
             u, log_det = w, w.new_zeros(w.shape[:-1], dtype=torch.float64)
@@ -143,21 +335,76 @@ class AEFModule(nn.Module):
         return mean + scale * u, log_det.double() + sum_features(scale.log())
 
     def log_residual(self, y: Tensor, z: Tensor) -> Tensor:
+        """Gaussian log-density of the shell residuals ``delta = y - f(z)``.
+
+        Parameters
+        ----------
+        y : Tensor of shape (..., n_features)
+            Preprocessed rows.
+        z : Tensor of shape (..., n_components)
+            Codes; extra leading dimensions broadcast against ``y``.
+
+        Returns
+        -------
+        Tensor of shape (...)
+            ``sum over shell features of log N(delta; 0, residual_scale^2)``, float64.
+        """
         scale = self.residual_scale
         r = (y - apply_rows(self.decoder, z)) / scale
         return sum_features((-0.5 * r * r - scale.log() - 0.5 * LOG_2PI) * self.shell_mask)
 
     def log_joint(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``log p(x)`` (partitions) or ``log p(x, h(x))`` (linear) in three float64 terms: prior, residual, log-det."""
+        """``log p(x)`` (partitions) or ``log p(x, h(x))`` (linear), in three terms.
+
+        Parameters
+        ----------
+        x : Tensor of shape (batch, n_features)
+            Raw rows.
+
+        Returns
+        -------
+        log_prior : Tensor of shape (batch,)
+            ``log p0(z)``, float64.
+        log_residual : Tensor of shape (batch,)
+            :meth:`log_residual` of the rows, float64.
+        log_det : Tensor of shape (batch,)
+            Log-determinant of the bijection and the preprocessing, float64.
+        """
         y, log_det_pre = self.preprocess(x)
         z, log_det = self.encode(self.coupling(y), self.core(y))
         return self.prior.log_prob(z), self.log_residual(y, z), log_det + log_det_pre
 
     def codes(self, x: Tensor) -> Tensor:
+        """The codes ``z`` of raw rows.
+
+        Parameters
+        ----------
+        x : Tensor of shape (batch, n_features)
+            Raw rows.
+
+        Returns
+        -------
+        Tensor of shape (batch, n_components)
+            The codes, in the networks' dtype.
+        """
         y, _ = self.preprocess(x)
         return self.encode(self.coupling(y), self.core(y))[0]
 
     def loss(self, out: Tensor, x: Tensor) -> Tensor:
+        """Mean negative log-density of a batch; stores the detached terms in ``loss_terms``.
+
+        Parameters
+        ----------
+        out : Tensor
+            The output of :meth:`forward`; unused.
+        x : Tensor of shape (batch, n_features)
+            Raw rows.
+
+        Returns
+        -------
+        Tensor
+            A float64 scalar, ``-(log_prior + log_residual + log_det).mean()``.
+        """
         log_p0, log_r, log_det = self.log_joint(x)
         self.loss_terms = {
             "prior": -log_p0.mean().detach(),
@@ -169,8 +416,23 @@ class AEFModule(nn.Module):
     def importance_log_prob(self, x: Tensor, noise: Tensor, scale: float) -> Tensor:
         r"""``log (1/S) sum_s p(x, w_s) / q(w_s)``, ``w_s = h(y) + scale * noise_s``, all S draws in one pass.
 
-        ``noise`` (S, K) is shared by every row; the coupling is computed once
-        per row and broadcast over the draws.
+        The importance estimate of ``log p(x)`` for the ``linear`` variant,
+        with the Gaussian proposal ``q = N(h(y), scale^2 I)``. The coupling is
+        computed once per row and broadcast over the draws.
+
+        Parameters
+        ----------
+        x : Tensor of shape (batch, n_features)
+            Raw rows.
+        noise : Tensor of shape (S, n_components)
+            Standard-normal draws, shared by every row.
+        scale : float
+            Std of the proposal around ``h(y)``.
+
+        Returns
+        -------
+        Tensor of shape (batch,)
+            The estimated log-densities (preprocessing log-determinant included), float64.
         """
         y, log_det_pre = self.preprocess(x)
         coupling = self.coupling(y)
@@ -181,7 +443,18 @@ class AEFModule(nn.Module):
         return torch.logsumexp(log_weights, dim=0) - math.log(len(noise)) + log_det_pre
 
     def decode(self, z: Tensor) -> Tensor:
-        """Generative pass with zero residuals (Algorithm 2, or 3 for ``linear``), in preprocessed units."""
+        """Generative pass with zero residuals (Algorithm 2, or 3 for ``linear``), in preprocessed units.
+
+        Parameters
+        ----------
+        z : Tensor of shape (..., n_components)
+            Codes; cast to the networks' dtype.
+
+        Returns
+        -------
+        Tensor of shape (..., n_features)
+            The preprocessed rows (pass them to :meth:`postprocess` for data units).
+        """
         z = z.to(self.dtype)
         decoded = apply_rows(self.decoder, z)
         if self.core_index is None:

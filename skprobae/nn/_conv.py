@@ -22,15 +22,26 @@ class ConvEncoder(nn.Module):
 
     Parameters
     ----------
-    image_shape : (C, H, W)
+    image_shape : tuple of int (C, H, W)
+        Shape of one image; rows of ``C * H * W`` features are reshaped to it.
     n_components : int
-        Latent dimension.
-    channels : sequence of int
-        Output channels of each stride-2 convolution (each halves H and W).
-    hidden_layer_sizes : sequence of int
+        Output width (the latent dimension, or twice it for a variational
+        encoder).
+    channels : sequence of int, default=(32, 64)
+        Output channels of each stride-2 convolution (each halves H and W,
+        rounding up).
+    hidden_layer_sizes : sequence of int, default=(256,)
         Widths of the fully connected layers after the convolutions.
-    activation : str
+    activation : str, default="relu"
         A key of :data:`~skprobae.nn.ACTIVATIONS`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skprobae.nn import ConvEncoder
+    >>> encoder = ConvEncoder((1, 6, 6), 2, channels=(4,), hidden_layer_sizes=(8,))
+    >>> encoder(torch.rand(5, 36)).shape
+    torch.Size([5, 2])
     """
 
     def __init__(
@@ -52,6 +63,18 @@ class ConvEncoder(nn.Module):
         self.head = make_mlp(c * h * w, hidden_layer_sizes, n_components, activation)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Codes of flattened images.
+
+        Parameters
+        ----------
+        x : Tensor of shape (..., C * H * W)
+            Flattened images, with any leading dimensions.
+
+        Returns
+        -------
+        Tensor of shape (..., n_components)
+            The encoder's output for every image.
+        """
         features = self.convolutions(x.reshape(-1, *self.image_shape))
         return self.head(features.flatten(1)).unflatten(0, x.shape[:-1])
 
@@ -68,11 +91,32 @@ class ConvDecoder(nn.Module):
     Parameters
     ----------
     n_components : int
-    image_shape : (C, H, W)
+        Latent dimension (the input width).
+    image_shape : tuple of int (C, H, W)
+        Shape of one image.
     head : OutputDistribution
-        The output family the decoder feeds.
-    channels, hidden_layer_sizes, activation
-        As for :class:`ConvEncoder`; the decoder mirrors them.
+        The output family the decoder feeds (over ``C * H * W`` features).
+    channels : sequence of int, default=(32, 64)
+        As for :class:`ConvEncoder`; the transposed convolutions mirror them.
+    hidden_layer_sizes : sequence of int, default=(256,)
+        As for :class:`ConvEncoder`, in reverse order.
+    activation : str, default="relu"
+        A key of :data:`~skprobae.nn.ACTIVATIONS`.
+
+    Raises
+    ------
+    ValueError
+        If ``head`` declares more per-feature values than raw parameters.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skprobae.distributions import DiagonalNormal
+    >>> from skprobae.nn import ConvDecoder
+    >>> head = DiagonalNormal(36)
+    >>> decoder = ConvDecoder(2, (1, 6, 6), head, channels=(4,), hidden_layer_sizes=(8,))
+    >>> head.n_params, decoder(torch.zeros(5, 2)).shape
+    (72, torch.Size([5, 72]))
     """
 
     def __init__(
@@ -115,6 +159,18 @@ class ConvDecoder(nn.Module):
         self.extra = nn.Linear(width, self.n_extra) if self.n_extra else None
 
     def forward(self, z: Tensor) -> Tensor:
+        """Raw parameters of the output family at codes ``z``.
+
+        Parameters
+        ----------
+        z : Tensor of shape (..., n_components)
+            Codes, with any leading dimensions.
+
+        Returns
+        -------
+        Tensor of shape (..., head.n_params)
+            The raw parameters, in the layout of ``head.assemble``.
+        """
         return self._decode(z.reshape(-1, z.shape[-1])).unflatten(0, z.shape[:-1])
 
     def _decode(self, z: Tensor) -> Tensor:
@@ -146,6 +202,50 @@ def build_networks(
 
     The encoder emits ``encoder_outputs`` values (default ``n_components``; a
     variational encoder asks for ``2 * n_components``: means and scales).
+
+    Parameters
+    ----------
+    architecture : {"mlp", "conv"}
+        Perceptrons (:func:`make_mlp`) or :class:`ConvEncoder` and
+        :class:`ConvDecoder`.
+    n_features : int
+        Width of the encoder's input.
+    n_components : int
+        Latent dimension (the decoder's input width).
+    head : OutputDistribution
+        The output family; the decoder emits its ``n_params`` raw values.
+    hidden_layer_sizes : sequence of int
+        Hidden widths of the encoder; the decoder uses them in reverse order.
+    activation : str
+        A key of :data:`~skprobae.nn.ACTIVATIONS`.
+    image_shape : sequence of int or None, default=None
+        ``(H, W)`` or ``(C, H, W)`` (see :func:`parse_image_shape`); required
+        for ``"conv"``, ignored for ``"mlp"``.
+    channels : sequence of int, default=(32, 64)
+        Convolution channels, for ``"conv"``.
+    encoder_outputs : int or None, default=None
+        Output width of the encoder; None (or 0) is ``n_components``.
+
+    Returns
+    -------
+    encoder : nn.Module
+        Maps ``(batch, n_features)`` to ``(batch, encoder_outputs)``.
+    decoder : nn.Module
+        Maps ``(batch, n_components)`` to ``(batch, head.n_params)``.
+
+    Raises
+    ------
+    ValueError
+        If ``architecture`` is neither ``"mlp"`` nor ``"conv"``, or
+        ``image_shape`` is invalid for ``"conv"``.
+
+    Examples
+    --------
+    >>> from skprobae.distributions import DiagonalNormal
+    >>> from skprobae.nn import build_networks
+    >>> encoder, decoder = build_networks("mlp", 4, 2, DiagonalNormal(4), (8,), "relu", encoder_outputs=4)
+    >>> encoder[-1], decoder[-1]
+    (Linear(in_features=8, out_features=4, bias=True), Linear(in_features=8, out_features=8, bias=True))
     """
     hidden = tuple(hidden_layer_sizes)
     n_out = encoder_outputs or n_components

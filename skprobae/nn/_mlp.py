@@ -34,12 +34,35 @@ def make_mlp(
 
     Parameters
     ----------
-    in_features, out_features : int
-        Input and output widths.
+    in_features : int
+        Input width.
     hidden_layer_sizes : sequence of int
         Widths of the hidden layers, in order; empty for a single linear map.
-    activation : str
+    out_features : int
+        Output width.
+    activation : str, default="relu"
         A key of :data:`ACTIVATIONS`.
+
+    Returns
+    -------
+    nn.Sequential
+        ``Linear`` layers of widths ``in_features -> *hidden_layer_sizes ->
+        out_features``, with an ``activation`` module after each but the last.
+
+    Raises
+    ------
+    KeyError
+        If ``activation`` is not a key of :data:`ACTIVATIONS` (and there is a hidden layer).
+
+    Examples
+    --------
+    >>> from skprobae.nn import make_mlp
+    >>> make_mlp(4, [8], 2, activation="tanh")
+    Sequential(
+      (0): Linear(in_features=4, out_features=8, bias=True)
+      (1): Tanh()
+      (2): Linear(in_features=8, out_features=2, bias=True)
+    )
     """
     widths = [in_features, *hidden_layer_sizes, out_features]
     layers: list[nn.Module] = []
@@ -62,10 +85,24 @@ class Autoencoder(nn.Module):
     head : OutputDistribution
         Turns raw values into the distribution of ``x``; holds any learnable
         parameters of the family.
-    inputs : nn.Module or None
+    inputs : nn.Module or None, default=None
         Maps raw rows to the encoder's input (a
         :class:`~skprobae.nn._table.TableInput`: standardization, one-hot
-        categories, missingness indicators); None passes them as they are.
+        categories, missingness indicators); None passes them as they are
+        (:class:`torch.nn.Identity`).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skprobae.distributions import DiagonalNormal
+    >>> from skprobae.nn import Autoencoder, make_mlp
+    >>> head = DiagonalNormal(3)
+    >>> model = Autoencoder(make_mlp(3, [8], 2), make_mlp(2, [8], head.n_params), head)
+    >>> x = torch.zeros(5, 3)
+    >>> model.encode(x).shape
+    torch.Size([5, 2])
+    >>> model.log_prob(x).shape, model.log_prob(x).dtype
+    (torch.Size([5]), torch.float64)
     """
 
     def __init__(
@@ -78,24 +115,95 @@ class Autoencoder(nn.Module):
         self.inputs = inputs if inputs is not None else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
+        """Raw parameters of the output distribution, ``g(f(x))``.
+
+        Parameters
+        ----------
+        x : Tensor of shape (batch, n_features)
+            Raw rows, in the networks' dtype.
+
+        Returns
+        -------
+        Tensor of shape (batch, head.n_params)
+            The decoder's raw values, to pass to :meth:`loss`.
+        """
         return self.decoder(self.encoder(self.inputs(x)))
 
     def loss(self, params: Tensor, x: Tensor) -> Tensor:
-        """Training loss of a batch: the head's negative log-likelihood."""
+        """Training loss of a batch: the head's negative log-likelihood.
+
+        Parameters
+        ----------
+        params : Tensor of shape (batch, head.n_params)
+            The output of :meth:`forward` for ``x``.
+        x : Tensor of shape (batch, n_features)
+            The rows.
+
+        Returns
+        -------
+        Tensor
+            A scalar: ``head.loss(params, x)``.
+        """
         return self.head.loss(params, x)
 
     def encode(self, x: Tensor) -> Tensor:
-        """Codes ``f(x)``, in the networks' dtype."""
+        """Codes ``f(x)``, in the networks' dtype.
+
+        Parameters
+        ----------
+        x : Tensor of shape (batch, n_features)
+            Raw rows; cast to the networks' dtype.
+
+        Returns
+        -------
+        Tensor of shape (batch, n_components)
+            The latent codes.
+        """
         return self.encoder(self.inputs(x.to(network_dtype(self))))
 
     def decoder_params(self, z: Tensor) -> Tensor:
-        """Raw parameters ``g(z)`` of the output distribution (codes with any leading dims), in the networks' dtype."""
+        """Raw parameters ``g(z)`` of the output distribution, in the networks' dtype.
+
+        Parameters
+        ----------
+        z : Tensor of shape (..., n_components)
+            Codes with any leading dimensions; cast to the networks' dtype.
+
+        Returns
+        -------
+        Tensor of shape (..., head.n_params)
+            The decoder's raw values.
+        """
         return apply_rows(self.decoder, z.to(network_dtype(self)))
 
     def decode(self, z: Tensor) -> Tensor:
-        """The output distribution's point estimate at codes ``z``."""
+        """The output distribution's point estimate at codes ``z``.
+
+        Parameters
+        ----------
+        z : Tensor of shape (..., n_components)
+            Codes with any leading dimensions.
+
+        Returns
+        -------
+        Tensor
+            ``head.point_estimate(decoder_params(z))``: a reconstruction of
+            shape ``(..., n_features)``.
+        """
         return self.head.point_estimate(self.decoder_params(z))
 
     def log_prob(self, x: Tensor) -> Tensor:
-        """``log p(x | f(x))`` per row (per-feature terms in the networks' dtype, summed in float64)."""
+        """``log p(x | f(x))`` per row.
+
+        Parameters
+        ----------
+        x : Tensor of shape (batch, n_features)
+            Raw rows.
+
+        Returns
+        -------
+        Tensor of shape (batch,)
+            Float64 log-likelihoods (per-feature terms in the networks'
+            dtype, summed in float64).
+        """
         return self.head.log_prob(self.decoder_params(self.encode(x)), x)
