@@ -597,7 +597,8 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
             observed entries is trained; see the estimator); categorical
             columns follow ``categorical_features``; no infinite values. A
             float32 ``np.memmap`` is read batch by batch, never copied whole.
-        y : ignored
+        y : None
+            Ignored; present for scikit-learn API compatibility.
 
         Returns
         -------
@@ -628,11 +629,13 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         X : array-like of shape (n_samples, n_features)
             One chunk of training rows; the first chunk needs at least two
             (``PAE``: more than ``n_components``).
-        y : ignored
+        y : None
+            Ignored; present for scikit-learn API compatibility.
 
         Returns
         -------
         self : object
+            The updated estimator.
         """
         return self._fit_guarded(X, "partial" if hasattr(self, "net_") else "first_partial")
 
@@ -1108,6 +1111,7 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            The rows to encode.
 
         Returns
         -------
@@ -1123,6 +1127,7 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         Parameters
         ----------
         Z : array-like of shape (n_samples, n_components)
+            Latent codes, as returned by :meth:`transform` or drawn from the prior.
 
         Returns
         -------
@@ -1138,6 +1143,7 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            The rows to reconstruct.
         return_std : bool, default=False
             Also return the per-feature std of the model's reconstruction
             distribution (see the estimator).
@@ -1165,6 +1171,7 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         Parameters
         ----------
         X : array-like or DataFrame of shape (n_samples, n_features)
+            The rows whose reconstructions are evaluated.
 
         Returns
         -------
@@ -1187,6 +1194,7 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         Parameters
         ----------
         n_samples : int, default=1
+            Number of rows to generate.
         random_state : int, RandomState instance or None, default=None
             Seeds the draws; with an int two calls are identical.
         temperature : float, default=1.0
@@ -1220,6 +1228,7 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         Parameters
         ----------
         X : array-like or DataFrame of shape (n_samples, n_features)
+            The rows to score.
 
         Returns
         -------
@@ -1235,11 +1244,14 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        y : ignored
+            The rows to score.
+        y : None
+            Ignored; present for scikit-learn API compatibility.
 
         Returns
         -------
-        float
+        score : float
+            The mean per-sample score of ``X``.
         """
         return float(np.mean(self.score_samples(X)))
 
@@ -1279,6 +1291,7 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            The rows to score.
 
         Returns
         -------
@@ -1292,6 +1305,7 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            The rows to classify.
 
         Returns
         -------

@@ -34,7 +34,22 @@ from skorch.hf import AccelerateMixin
 
 
 class TrainingDivergedError(FloatingPointError):
-    """Training produced NaN or infinite losses that lowering the learning rate did not cure."""
+    """Training produced NaN or infinite losses that lowering the learning rate did not cure.
+
+    A subclass of :class:`FloatingPointError`, so ``except FloatingPointError``
+    also catches it. Public as :class:`skprobae.exceptions.TrainingDivergedError`.
+
+    Examples
+    --------
+    >>> from skprobae.exceptions import TrainingDivergedError
+    >>> issubclass(TrainingDivergedError, FloatingPointError)
+    True
+    >>> try:
+    ...     raise TrainingDivergedError("the loss is NaN")
+    ... except FloatingPointError as error:
+    ...     print(type(error).__name__, error)
+    TrainingDivergedError the loss is NaN
+    """
 
 
 def clone_state(state):

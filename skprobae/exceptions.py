@@ -26,6 +26,20 @@ class InconsistentVersionWarning(UserWarning):
         The version that wrote the model.
     source : {"pickle", "file"}, default="pickle"
         How the model was stored.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from skprobae.exceptions import InconsistentVersionWarning
+    >>> warning = InconsistentVersionWarning(
+    ...     estimator_name="PAE", current_version="0.2.0", original_version="0.1.0", source="file"
+    ... )
+    >>> print(warning)
+    Trying to load estimator PAE written by skprobae 0.1.0 with skprobae 0.2.0. This might lead to breaking code or
+    invalid results; refit the model with this version, or install the version that wrote it.
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore", InconsistentVersionWarning)
+    ...     warnings.warn(warning)
     """
 
     def __init__(self, *, estimator_name: str, current_version: str, original_version: str, source: str = "pickle"):

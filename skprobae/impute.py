@@ -15,6 +15,8 @@ from ._version import PersistenceMixin
 from .flows import FLOW_NAMES
 from .models import PAE
 
+__all__ = ["PAEImputer"]
+
 
 class PAEImputer(PersistenceMixin, OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """Fill NaNs with the posterior mean of a PAE learned from the incomplete data.
@@ -52,9 +54,13 @@ class PAEImputer(PersistenceMixin, OneToOneFeatureMixin, TransformerMixin, BaseE
         Latent dimension of the PAE; ``"auto"`` chooses it from the data (see
         :class:`~skprobae.PAE`).
     hidden_layer_sizes : tuple of int, default=(64,)
+        Hidden widths of the PAE's encoder (the decoder mirrors them).
     activation : str, default="relu"
+        Hidden-layer nonlinearity of the PAE.
     flow : {"auto", "realnvp", "maf", "nsf"}, default="auto"
+        The PAE's latent flow (see :class:`~skprobae.PAE`).
     flow_hidden_layer_sizes : tuple of int, default=(64, 64)
+        Hidden widths of each layer of the latent flow.
     max_epochs, flow_max_epochs : int, default=100
         Autoencoder and flow epochs per round (early stopping on a
         validation split applies).
@@ -92,9 +98,11 @@ class PAEImputer(PersistenceMixin, OneToOneFeatureMixin, TransformerMixin, BaseE
     >>> import numpy as np
     >>> from sklearn.datasets import load_diabetes
     >>> from skprobae.impute import PAEImputer
-    >>> X = load_diabetes().data
+    >>> X = load_diabetes().data[:100]
     >>> X_missing = np.where(np.random.default_rng(0).random(X.shape) < 0.1, np.nan, X)
-    >>> imputer = PAEImputer(max_epochs=20, flow_max_epochs=20, random_state=0).fit(X_missing)
+    >>> imputer = PAEImputer(
+    ...     n_components=3, max_epochs=5, flow_max_epochs=5, n_posterior_samples=20, posterior_steps=20, random_state=0
+    ... ).fit(X_missing)
     >>> filled, std = imputer.transform(X_missing, return_std=True)
     >>> bool(np.isnan(filled).any()), bool((std[~np.isnan(X_missing)] == 0).all())
     (False, True)
@@ -203,11 +211,14 @@ class PAEImputer(PersistenceMixin, OneToOneFeatureMixin, TransformerMixin, BaseE
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        y : ignored
+            Training rows; NaN marks a missing entry.
+        y : None
+            Ignored; present for scikit-learn API compatibility.
 
         Returns
         -------
         self : PAEImputer
+            The fitted imputer.
         """
         try:
             return self._fit(X)
@@ -258,6 +269,7 @@ class PAEImputer(PersistenceMixin, OneToOneFeatureMixin, TransformerMixin, BaseE
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            The rows to fill; NaN marks a missing entry.
         return_std : bool, default=False
             Also return the posterior std of every entry (0 where observed).
 

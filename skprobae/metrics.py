@@ -7,6 +7,8 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike
 
+__all__ = ["bits_per_dim"]
+
 
 def bits_per_dim(log_likelihood: ArrayLike, n_features: int, n_bins: int = 256) -> np.ndarray | float:
     r"""Bits per dimension of discrete data from log-densities of its dequantized version in [0, 1).

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+__all__ = ["from_memmap", "map_blocks"]
+
 if TYPE_CHECKING:
     import dask.array
 

@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+__all__ = ["plot_image_rows", "plot_mixture_components", "plot_reconstructions", "plot_samples"]
+
 
 def _pyplot():
     try:
@@ -74,10 +76,21 @@ def plot_image_rows(
     path : path-like, optional
         Save the figure there (PNG by extension).
     title : str, optional
+        Title above the figure; None or empty draws none.
 
     Returns
     -------
     matplotlib.figure.Figure
+        One row of axes per entry of ``rows``, labelled with its key.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skprobae.plotting import plot_image_rows
+    >>> images = np.linspace(0, 1, 3 * 16).reshape(3, 16)
+    >>> figure = plot_image_rows({"first": images, "second": images[:2]}, (4, 4), title="Two rows")
+    >>> len(figure.axes), figure.axes[0].get_ylabel(), figure.axes[3].get_ylabel()
+    (6, 'first', 'second')
     """
     plt = _pyplot()
     shape = tuple(image_shape)[-2:]
@@ -115,18 +128,34 @@ def plot_reconstructions(
     image_shape : (H, W) or (1, H, W)
         Shape of one image.
     n_images : int, default=10
+        Number of images of ``X`` to draw (the first ones).
     clip : (low, high) or None, default=(0, 1)
         Clip reconstructions to this range and draw originals and
         reconstructions on it; None scales each row to its own range.
     path : path-like, optional
         Save the figure there (PNG by extension).
     title : str, optional
+        Title above the figure; None or empty draws none.
 
     Returns
     -------
     matplotlib.figure.Figure
         Rows "original", "reconstruction" and "pixel std" (own colour scale,
         ``"magma"``; NaN std, e.g. Student-t with ``df <= 2``, drawn blank).
+
+    Examples
+    --------
+    Any object with ``reconstruct`` will do; a fitted estimator is the usual one.
+
+    >>> import numpy as np
+    >>> from skprobae.plotting import plot_reconstructions
+    >>> class Blur:
+    ...     def reconstruct(self, X, return_std=False):
+    ...         return X.mean(axis=1, keepdims=True).repeat(X.shape[1], axis=1), np.full(X.shape, 0.1)
+    >>> X = np.random.default_rng(0).random((5, 16))
+    >>> figure = plot_reconstructions(Blur(), X, (4, 4), n_images=3)
+    >>> len(figure.axes), [ax.get_ylabel() for ax in figure.axes[::3]]
+    (9, ['original', 'reconstruction', 'pixel std'])
     """
     X = np.asarray(X, dtype=float)[:n_images]
     reconstruction, std = model.reconstruct(X, return_std=True)
@@ -166,6 +195,7 @@ def plot_mixture_components(
     image_shape : (H, W) or (1, H, W)
         Shape of one image.
     n_images : int, default=5
+        Number of images of ``X`` to draw (the first ones), one per row.
     min_log_weight : float, optional
         Components with a smaller log-weight are drawn faded, with a grey title.
     clip : (low, high) or None, default=(0, 1)
@@ -174,12 +204,28 @@ def plot_mixture_components(
     path : path-like, optional
         Save the figure there (PNG by extension).
     title : str, optional
+        Title above the figure; None or empty draws none.
 
     Returns
     -------
     matplotlib.figure.Figure
         ``n_images`` rows of ``K + 1`` axes; component titles read
         ``"log w=<log-weight>"``.
+
+    Examples
+    --------
+    Any object with ``predict_components`` will do; a fitted estimator is the usual one.
+
+    >>> import numpy as np
+    >>> from skprobae.plotting import plot_mixture_components
+    >>> class TwoModes:
+    ...     def predict_components(self, X):
+    ...         points = np.stack([X, 1 - X], axis=1)
+    ...         return points, np.log(np.tile([0.25, 0.75], (len(X), 1)))
+    >>> X = np.random.default_rng(0).random((4, 16))
+    >>> figure = plot_mixture_components(TwoModes(), X, (4, 4), n_images=2)
+    >>> [ax.get_title() for ax in figure.axes[:3]]
+    ['input', 'log w=-0.29', 'log w=-1.39']
     """
     plt = _pyplot()
     shape = tuple(image_shape)[-2:]
@@ -223,6 +269,7 @@ def plot_samples(
     image_shape : (H, W) or (1, H, W)
         Shape of one image.
     n_samples : int, default=20
+        Number of images to draw.
     random_state : int, RandomState instance or None, default=0
         Passed to ``model.sample``.
     n_columns : int, default=10
@@ -233,10 +280,26 @@ def plot_samples(
     path : path-like, optional
         Save the figure there (PNG by extension).
     title : str, optional
+        Title above the figure; None or empty draws none.
 
     Returns
     -------
     matplotlib.figure.Figure
+        ``ceil(n_samples / n_columns)`` rows of ``n_columns`` axes, labelled
+        ``"samples <first>-<last>"``.
+
+    Examples
+    --------
+    Any object with ``sample`` will do; a fitted estimator is the usual one.
+
+    >>> import numpy as np
+    >>> from skprobae.plotting import plot_samples
+    >>> class Noise:
+    ...     def sample(self, n_samples, random_state=None):
+    ...         return np.random.default_rng(random_state).random((n_samples, 16))
+    >>> figure = plot_samples(Noise(), (4, 4), n_samples=6, n_columns=3)
+    >>> [ax.get_ylabel() for ax in figure.axes[::3]]
+    ['samples 1-3', 'samples 4-6']
     """
     samples = np.asarray(model.sample(n_samples, random_state=random_state), dtype=float)
     if clip is not None:

@@ -348,6 +348,10 @@ class AEF(BaseAutoencoder):
 
     @property
     def residual_scale_(self) -> np.ndarray:
+        """Learned residual std per feature, in preprocessed units: ndarray of shape (n_features,).
+
+        Read from the fitted network (unused for core features); raises ``NotFittedError`` before fit.
+        """
         check_is_fitted(self)
         return to_numpy(self._module.residual_scale.detach())
 

@@ -137,6 +137,8 @@ class PAE(BaseAutoencoder):
     random_state : int, RandomState instance or None, default=None
         Seeds the split, initialisation, shuffling and jitter.
     verbose : int, default=0
+        0 is silent; 1 and 2 report the training of both stages, as for
+        :class:`~skprobae.ProbabilisticAutoencoder`.
     contamination : float or "auto", default=0.1
         Expected share of outliers; sets ``offset_`` (``"auto"``: Tukey's
         lower fence of the training scores, see
@@ -149,12 +151,12 @@ class PAE(BaseAutoencoder):
     ----------
     n_components_ : int
         The latent dimension used (``n_components``, or its ``"auto"`` choice).
-    is_categorical_ : ndarray of bool of shape (n_features_in_,)
+    is_categorical_ : ndarray of bool of shape (n_features,)
         Which columns are categorical.
     categories_ : list of ndarray
         The categories of each categorical column, in column order (their
         codes 0, 1, ... index these arrays).
-    feature_loc_, feature_scale_ : ndarray of shape (n_features_in_,)
+    feature_loc_, feature_scale_ : ndarray of shape (n_features,)
         The standardization of the continuous columns (0 and 1 for the others
         and with ``standardize=False``).
     missing_indicators_ : bool
@@ -706,6 +708,7 @@ class PAE(BaseAutoencoder):
         X : array-like of shape (n_samples, n_features)
             NaN marks a missing entry.
         return_std : bool, default=False
+            Also return the posterior std of every entry.
         n_restarts : int, default=4
             MAP starts: the encoding of the row with missing entries set to the
             training means, plus seeded draws from the prior.
@@ -752,6 +755,7 @@ class PAE(BaseAutoencoder):
         noise_std : float or array-like of shape (n_features,)
             Std of the corruption, >= 0.
         return_std : bool, default=False
+            Also return the posterior std of every clean entry.
         n_restarts, n_samples, n_steps, random_state
             As for :meth:`impute`.
 
@@ -779,10 +783,13 @@ class PAE(BaseAutoencoder):
         Parameters
         ----------
         X : array-like of shape (n_rows, n_features)
+            NaN marks a missing entry; the observed entries may be noisy.
         n_samples : int, default=100
+            Posterior draws per row.
         noise_std : float or array-like of shape (n_features,), default=0.0
             Std of the noise on the observed entries; 0 keeps them as given.
         random_state : int, RandomState or None, default=None
+            Seeds the draws (shared by the rows); with an int two calls are identical.
         n_restarts, n_steps
             As for :meth:`impute`.
 

@@ -76,12 +76,18 @@ class VAE(BaseAutoencoder):
         Decoder likelihood, any registered name (``"mse"`` is a unit-variance
         normal trained on the mean squared error scale).
     n_mixtures : int, default=1
+        Number of mixture components of the decoder likelihood, as for
+        :class:`~skprobae.ProbabilisticAutoencoder`.
     beta : float, default=1.0
         Weight of the KL term (beta-VAE), >= 0.
     capacity : float, default=0.0
         Target KL C in nats, >= 0.
     posterior_flow : {"iaf"} or None, default=None
+        ``"iaf"``: an inverse autoregressive flow on the Gaussian posterior
+        draws; None keeps :math:`q(z|x)` Gaussian.
     prior_flow : {"maf"} or None, default=None
+        ``"maf"``: a learned masked autoregressive flow prior; None keeps
+        :math:`\mathcal{N}(0, I)`.
     flow_transforms : int, default=4
         Layers of each flow (the AEF paper's baseline: 4).
     flow_hidden_layer_sizes : tuple of int, default=(256, 256)
@@ -93,20 +99,21 @@ class VAE(BaseAutoencoder):
     distribution_options, encoder, decoder, encoder_kwargs, decoder_kwargs
         As for :class:`~skprobae.ProbabilisticAutoencoder`; the encoder returns
         ``2 * n_components`` values (means, then raw scales).
-    max_grad_norm, inference_dtype, mixed_precision, n_threads, device, random_state, verbose, contamination,
-    warm_start, accelerator
+    max_grad_norm, inference_dtype, mixed_precision, n_threads, device, random_state
+        As for :class:`~skprobae.ProbabilisticAutoencoder`.
+    verbose, contamination, warm_start, accelerator
         As for :class:`~skprobae.ProbabilisticAutoencoder`.
 
     Attributes
     ----------
     n_components_ : int
         The latent dimension used (``n_components``, or its ``"auto"`` choice).
-    is_categorical_ : ndarray of bool of shape (n_features_in_,)
+    is_categorical_ : ndarray of bool of shape (n_features,)
         Which columns are categorical.
     categories_ : list of ndarray
         The categories of each categorical column, in column order (their
         codes 0, 1, ... index these arrays).
-    feature_loc_, feature_scale_ : ndarray of shape (n_features_in_,)
+    feature_loc_, feature_scale_ : ndarray of shape (n_features,)
         The standardization of the continuous columns (0 and 1 for the others
         and with ``standardize=False``).
     missing_indicators_ : bool
@@ -297,9 +304,11 @@ class VAE(BaseAutoencoder):
         Parameters
         ----------
         X : array-like of shape (n_rows, n_features)
+            The rows to encode and reconstruct.
         n_samples : int, default=1
-            Draws per row.
+            Draws per row (each with its own code ``z``).
         random_state : int, RandomState instance or None, default=None
+            Seeds the draws; with an int two calls are identical.
 
         Returns
         -------

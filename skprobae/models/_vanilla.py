@@ -173,12 +173,12 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
     ----------
     n_components_ : int
         The latent dimension used (``n_components``, or its ``"auto"`` choice).
-    is_categorical_ : ndarray of bool of shape (n_features_in_,)
+    is_categorical_ : ndarray of bool of shape (n_features,)
         Which columns are categorical.
     categories_ : list of ndarray
         The categories of each categorical column, in column order (their
         codes 0, 1, ... index these arrays).
-    feature_loc_, feature_scale_ : ndarray of shape (n_features_in_,)
+    feature_loc_, feature_scale_ : ndarray of shape (n_features,)
         The standardization of the continuous columns (0 and 1 for the others
         and with ``standardize=False``).
     missing_indicators_ : bool
@@ -201,7 +201,7 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         The ``contamination`` quantile of the training scores.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (n_features,)
         Names of features seen during fit, when X had string column names.
 
     See Also
@@ -350,11 +350,14 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            The rows to reconstruct.
 
         Returns
         -------
         points : ndarray of shape (n_samples, n_mixtures, n_features)
+            Each component's point estimate of the reconstruction.
         log_weights : ndarray of shape (n_samples, n_mixtures)
+            The components' log mixture weights (each row's weights sum to 1).
         """
         check_is_fitted(self)
         module = self._module
@@ -368,9 +371,11 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         Parameters
         ----------
         X : array-like of shape (n_rows, n_features)
+            The rows whose reconstruction distribution is sampled.
         n_samples : int, default=1
             Draws per row.
         random_state : int, RandomState instance or None, default=None
+            Seeds the draws; with an int two calls are identical.
 
         Returns
         -------
