@@ -1,4 +1,6 @@
-"""A real table as it comes: categorical columns and missing values, no preprocessing.
+"""
+A real table as it comes: categorical columns and missing values, no preprocessing
+==================================================================================
 
 The Palmer penguins table (``palmerpenguins``, bundled with the package) has
 three categorical columns (species, island, sex) and missing entries (sex is
@@ -115,7 +117,7 @@ def plot(truth, filled, std, removed, species, output: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="an skprobae gallery example")
     parser.add_argument("--output", type=Path, default=Path("mixed_table.png"))
     args = parser.parse_args()
     table = load_table()

@@ -1,4 +1,6 @@
-"""Inpainting digits with uncertainty: the PAE posterior given half an image.
+"""
+Inpainting digits with uncertainty: the PAE posterior given half an image
+=========================================================================
 
 The left half of each test digit is hidden (NaN). ``PAE.impute`` returns the
 posterior mean and std of the hidden pixels given the visible ones, inferred
@@ -25,7 +27,7 @@ from skprobae.plotting import plot_image_rows
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="an skprobae gallery example")
     parser.add_argument("--output", default="pae_inpainting.png")
     args = parser.parse_args()
 

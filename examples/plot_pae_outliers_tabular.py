@@ -1,4 +1,6 @@
-"""Outlier detection on a tabular set with PAE, next to IsolationForest.
+"""
+Outlier detection on a tabular set with PAE, next to IsolationForest
+====================================================================
 
 The breast-cancer table (569 rows, 30 features) is made an outlier problem the
 way the ODDS ``wbc`` set is: benign cases are the inliers, and 5% of the rows

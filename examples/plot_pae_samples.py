@@ -1,4 +1,6 @@
-"""PAE samples versus plain-autoencoder samples on digits.
+"""
+PAE samples versus plain-autoencoder samples on digits
+======================================================
 
 A plain autoencoder has no distribution over its codes: decoding draws from
 N(0, I) lands wherever the codes happen not to be. The PAE fits a normalizing
@@ -22,7 +24,7 @@ from skprobae.plotting import plot_image_rows
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="an skprobae gallery example")
     parser.add_argument("--output", default="pae_samples.png")
     args = parser.parse_args()
 

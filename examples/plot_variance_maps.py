@@ -1,4 +1,6 @@
-"""Per-pixel uncertainty of a probabilistic autoencoder: normal versus Student-t output.
+"""
+Per-pixel uncertainty of a probabilistic autoencoder: normal versus Student-t output
+====================================================================================
 
 Fits ``ProbabilisticAutoencoder`` on 8x8 digits twice, with a diagonal normal
 (``"normal_diag"``) and a diagonal Student-t (``"t_diag"``) output, prints the
@@ -30,7 +32,7 @@ from skprobae.plotting import plot_reconstructions
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="an skprobae gallery example")
     parser.add_argument("--output", default="variance_maps.png", help="PNG name; the distribution is appended")
     args = parser.parse_args()
     output = Path(args.output)

@@ -26,8 +26,6 @@ PAGES = DOCS / "benchmarks"
 # README figure -> the gallery figure it copies (written by sphinx-gallery into auto_examples/images).
 README_FIGURES = {
     "digits_demo.png": "sphx_glr_demo_digits_001.png",
-    "pae_samples.png": "sphx_glr_plot_pae_samples_001.png",
-    "pae_inpainting.png": "sphx_glr_plot_pae_inpainting_digits_001.png",
 }
 
 _INDEX_HEADER = """\
