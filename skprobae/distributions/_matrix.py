@@ -183,6 +183,7 @@ class MatrixNormal(_MatrixVariate):
         return self._kron_variance()
 
     def expand(self, batch_shape, _instance=None):
+        """The same distribution with its parameters broadcast to ``batch_shape``."""
         return MatrixNormal(**self._expanded_args(torch.Size(batch_shape)))
 
 
@@ -277,6 +278,7 @@ class MatrixStudentT(_MatrixVariate):
         return torch.where((self.df > 1).unsqueeze(-1), self.loc, torch.full_like(self.loc, math.nan))
 
     def expand(self, batch_shape, _instance=None):
+        """The same distribution with its parameters broadcast to ``batch_shape``."""
         batch_shape = torch.Size(batch_shape)
         return MatrixStudentT(self.df.expand(batch_shape), **self._expanded_args(batch_shape))
 

@@ -153,6 +153,7 @@ class MultivariateStudentT(Distribution):
         return self._scale_variance() * factor
 
     def expand(self, batch_shape, _instance=None):
+        """The same distribution with its parameters broadcast to ``batch_shape``."""
         batch_shape = torch.Size(batch_shape)
         d = self.event_shape[0]
         if self.scale_tril is not None:
