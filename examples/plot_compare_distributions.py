@@ -24,6 +24,14 @@ deviation. To keep the example under a minute, every model is trained for 40 epo
 (the script used 60 before it joined the gallery), so the fits are short of
 convergence and the table compares the families at a small, equal budget.
 
+In our run the families that learn a per-pixel scale (``*_diag``, ``*_full``) reach
+held-out log-likelihoods of about 46 to 58 nats against -59.5 for the unit-scale ones
+(``mse``, ``normal`` and ``matrix_normal`` give identical numbers), but reconstruct
+worse (RMSE about 0.25 against 0.15), likely because with most pixels exactly 0 a
+small predicted scale on the blank pixels buys much of the likelihood. The vector
+Student-t families (``t``, ``t_diag``, ``t_full``) predict ``df <= 2`` everywhere, so
+their standard deviation is NaN for every pixel; the matrix-variate t families do not.
+
 Run: ``python examples/plot_compare_distributions.py`` (about 50 s on 2 CPU cores).
 """
 

@@ -22,7 +22,7 @@ input (about the same five shapes, with about the same weights, for every digit)
 copying the image's label onto them adds label noise. The mixture is fitted for
 likelihood, not to preserve the class.
 
-Run: ``python examples/plot_mixture_augmentation.py`` (about 10 s on one CPU thread).
+Run: ``python examples/plot_mixture_augmentation.py`` (about 10 s on 2 CPU cores).
 """
 
 # %%

@@ -15,7 +15,14 @@ posterior intervals, and the 3-fold cross-validated accuracy of
 ``make_pipeline(imputer, HistGradientBoostingClassifier())``, and draws both figures
 of merit.
 
-Run: ``python examples/plot_pae_imputer_pipeline.py`` (about a minute on 2 CPU cores).
+To keep the example under a minute, PAEImputer's posterior search is much cheaper
+than its defaults (``n_restarts=2, n_posterior_samples=20, posterior_steps=15``
+instead of 4, 100 and 200; with the defaults it ran for more than ten minutes). In our
+run this costs little: RMSE 0.569 instead of 0.546, and the 90% intervals still
+cover 0.90 of the removed entries. IterativeImputer is the most accurate here (RMSE
+0.417 against 0.569), and all four pipelines classify within about 0.01 of each other.
+
+Run: ``python examples/plot_pae_imputer_pipeline.py`` (about 45 s on 2 CPU cores).
 """
 
 # %%
@@ -45,38 +52,42 @@ print(f"{X.shape[0]} rows, {X.shape[1]} features, {missing.mean():.1%} of the en
 # %%
 # Fill, score, and classify
 # -------------------------
-# Every imputer is fitted on the incomplete table and fills it (``fit_transform``); then
+# Every imputer is fitted on the incomplete table and fills it; then
 # the same imputer, inside a pipeline with a gradient-boosting classifier, is
 # cross-validated on the diagnosis. For PAEImputer, ``transform(X, return_std=True)``
 # also gives the posterior standard deviation, so ``mean ± 1.645 std`` is a 90%
-# interval.
+# interval; its posterior settings are reduced to keep the run short.
 
 imputers = {
     "SimpleImputer(mean)": SimpleImputer(),
     "KNNImputer": KNNImputer(),
     "IterativeImputer": IterativeImputer(random_state=0),
-    "PAEImputer": PAEImputer(max_epochs=40, flow_max_epochs=40, random_state=0),
+    "PAEImputer": PAEImputer(
+        max_epochs=40, flow_max_epochs=40, n_restarts=2, n_posterior_samples=20, posterior_steps=15, random_state=0
+    ),
 }
 rmses, accuracies = {}, {}
 print(f"{'imputer':<22s} RMSE (std. units)  CV accuracy")
 for name, imputer in imputers.items():
-    filled = imputer.fit_transform(X_missing)
+    imputer.fit(X_missing)
+    if isinstance(imputer, PAEImputer):
+        filled, std = imputer.transform(X_missing, return_std=True)
+        coverage = np.mean(np.abs(filled - X)[missing] <= 1.645 * std[missing])
+    else:
+        filled = imputer.transform(X_missing)
     rmses[name] = np.sqrt(np.mean(((filled - X) / scale)[missing] ** 2))
     accuracies[name] = cross_val_score(
         make_pipeline(imputer, HistGradientBoostingClassifier()), X_missing, y, cv=3
     ).mean()
     print(f"{name:<22s} {rmses[name]:17.3f}  {accuracies[name]:.3f}")
-    if isinstance(imputer, PAEImputer):
-        filled, std = imputer.transform(X_missing, return_std=True)
-        coverage = np.mean(np.abs(filled - X)[missing] <= 1.645 * std[missing])
-        print(f"PAEImputer 90% posterior intervals cover {coverage:.2f} of the removed entries")
+print(f"PAEImputer 90% posterior intervals cover {coverage:.2f} of the removed entries")
 
 # %%
 # The two figures of merit
 # ------------------------
 # Left: the error of the filled entries (lower is better). Right: the accuracy of the
-# classifier downstream (higher is better); its axis starts near the lowest accuracy
-# to make the differences visible.
+# classifier downstream (higher is better); its axis covers only the range of the
+# accuracies, to make the differences visible.
 
 names = list(imputers)
 figure, (ax_rmse, ax_accuracy) = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -84,8 +95,8 @@ ax_rmse.barh(names, [rmses[name] for name in names], color="C0")
 ax_rmse.set_xlabel("RMSE of the removed entries (std. units)")
 ax_rmse.invert_yaxis()
 ax_accuracy.barh(names, [accuracies[name] for name in names], color="C1")
-ax_accuracy.set_xlim(min(accuracies.values()) - 0.02, 1.0)
-ax_accuracy.set_xlabel("3-fold CV accuracy of imputer + HistGradientBoostingClassifier")
+ax_accuracy.set_xlim(min(accuracies.values()) - 0.02, max(accuracies.values()) + 0.01)
+ax_accuracy.set_xlabel("3-fold CV accuracy, imputer + gradient boosting")
 ax_accuracy.invert_yaxis()
 ax_accuracy.set_yticklabels([])
 figure.suptitle("Breast cancer, 20% of the entries removed at random")
