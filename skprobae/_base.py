@@ -91,6 +91,7 @@ RUNTIME_PARAMS = frozenset(
     {
         "batch_size",
         "contamination",
+        "device",
         "flow_batch_size",
         "flow_learning_rate",
         "flow_max_epochs",
@@ -100,6 +101,7 @@ RUNTIME_PARAMS = frozenset(
         "map_steps",
         "max_epochs",
         "max_grad_norm",
+        "mixed_precision",
         "n_importance_samples",
         "n_iter_no_change",
         "n_posterior_samples",
@@ -161,6 +163,22 @@ def torch_seeded(seed: int, device: str | torch.device = "cpu") -> Iterator[None
     with _fork_rng(device):
         torch.manual_seed(seed)
         yield
+
+
+def _move_optimizer_state(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    """Move an optimizer's state (Adam's moments) to ``device``, after its parameters.
+
+    As ``Optimizer.load_state_dict`` does: the step count moves too when the
+    optimizer is fused or capturable (kept beside the parameters), otherwise it
+    stays a CPU scalar.
+    """
+    for group in optimizer.param_groups:
+        step_on_device = group.get("fused") or group.get("capturable")
+        for parameter in group["params"]:
+            state = optimizer.state.get(parameter, {})
+            for key, value in state.items():
+                if isinstance(value, Tensor) and (key != "step" or step_on_device):
+                    state[key] = value.to(device)
 
 
 def resolve_device(device: str) -> str:
@@ -887,6 +905,12 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         net.iterator_valid__batch_size = valid_batch_size
         net.iterator_train__device = net.iterator_valid__device = device
         net.device = device
+        _move_optimizer_state(net.optimizer_, torch.device(device))
+        mixed_precision = MIXED_PRECISIONS.get(self.mixed_precision)
+        if net.mixed_precision != mixed_precision or net.scaler_ is not None:
+            net.mixed_precision = mixed_precision
+            fp16 = mixed_precision == torch.float16
+            net.scaler_ = torch.amp.GradScaler(torch.device(device).type) if fp16 else None
         net.lr = learning_rate
         for group in net.optimizer_.param_groups:
             group["lr"] = learning_rate

@@ -65,6 +65,14 @@ def test_gpu_and_cpu_agree_on_the_same_model(on_gpu, data):
     np.testing.assert_allclose(on_cpu.score_samples(data), on_gpu.score_samples(data), rtol=1e-6)
 
 
+def test_training_continues_after_moving_between_devices(data):
+    model = small(PAE, device="cuda").fit(data)
+    model.set_params(device="cpu").partial_fit(data)  # the optimizer's state follows the parameters
+    assert next(model.net_.module_.parameters()).device.type == "cpu"
+    model.set_params(device="cuda", mixed_precision="fp16").partial_fit(data)
+    assert model.net_.scaler_ is not None and np.isfinite(model.score_samples(data)).all()
+
+
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_mixed_precision_training(data, precision):
     for cls in AUTOENCODERS:

@@ -81,6 +81,15 @@ def test_partial_fit_after_a_fit_continues_it_and_refuses_changed_parameters(dat
         model.set_params(hidden_layer_sizes=(4,)).partial_fit(data[:50])
 
 
+def test_partial_fit_takes_a_new_device_and_precision(data):
+    model = small(PAE).fit(data[:300])
+    steps = _adam_steps(model.net_)
+    model.set_params(device="cpu", mixed_precision="bf16").partial_fit(data[300:600])
+    assert model.net_.mixed_precision is not None and _adam_steps(model.net_) > steps
+    model.set_params(mixed_precision=None).partial_fit(data[300:600])
+    assert model.net_.mixed_precision is None and np.isfinite(model.score_samples(data[600:700])).all()
+
+
 @pytest.mark.parametrize("cls", AUTOENCODERS, ids=lambda cls: cls.__name__)
 def test_warm_start_continues_from_the_fitted_weights(cls, data):
     params = {"max_epochs": 3, "n_iter_no_change": None}
