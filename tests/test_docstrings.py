@@ -25,10 +25,6 @@ API_PAGE = Path(__file__).resolve().parents[1] / "docs" / "api.rst"
 # (for classes and functions, not methods) no Examples section.
 REQUIRED = {"GL08", "PR01", "PR02", "PR07", "RT01"}
 REQUIRED_OF_OBJECTS = REQUIRED | {"EX01"}
-# Known gap, listed rather than hidden: the docstrings of skprobae.distributions (the
-# OutputDistribution interface and its families) do not have every section yet; their
-# failures are expected failures until they do (56 objects and methods on 2026-12-02).
-INCOMPLETE = ("skprobae.distributions.",)
 
 
 def _api_names() -> list[str]:
@@ -125,6 +121,4 @@ def _target_id(value) -> str:
 def test_numpydoc_validation(name, codes):
     numpydoc_validate = pytest.importorskip("numpydoc.validate")
     errors = [f"{code}: {message}" for code, message in numpydoc_validate.validate(name)["errors"] if code in codes]
-    if errors and name.startswith(INCOMPLETE):
-        pytest.xfail(f"{name}: docstring incomplete (known gap): " + "; ".join(errors))
     assert not errors, f"{name}:\n" + "\n".join(errors)

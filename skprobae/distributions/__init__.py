@@ -116,7 +116,19 @@ def register_distribution(name: str, factory: Callable[..., OutputDistribution],
 
 
 def available_distributions() -> tuple[str, ...]:
-    """Names accepted by the ``distribution`` parameter, sorted."""
+    """Names accepted by the ``distribution`` parameter, sorted.
+
+    Returns
+    -------
+    tuple of str
+        The 14 built-in families and any added with :func:`register_distribution`.
+
+    Examples
+    --------
+    >>> from skprobae.distributions import available_distributions
+    >>> {"normal_diag", "t_full", "maf", "matrix_t_diag"} <= set(available_distributions())
+    True
+    """
     return tuple(sorted(_REGISTRY))
 
 
@@ -130,17 +142,37 @@ def make_distribution(
     name : str
         A registered name (:func:`available_distributions`).
     n_features : int
+        Dimension of the data the distribution is over.
     n_mixtures : int, default=1
+        Number of mixture components; 1 returns the family itself.
     image_shape : tuple of int or None
         ``(H, W)`` or ``(1, H, W)``; the matrix families need it.
     **options
         Family options, e.g. ``n_point_samples`` for ``"maf"``.
+
+    Returns
+    -------
+    OutputDistribution
+        The family, or a :class:`Mixture` of ``n_mixtures`` of its components.
 
     Raises
     ------
     ValueError
         If ``name`` is not registered (the message lists the valid names), or
         an option is not one the family takes.
+
+    Examples
+    --------
+    >>> from skprobae.distributions import make_distribution
+    >>> make_distribution("t_diag", 4)
+    DiagonalStudentT(n_features=4)
+    >>> mixture = make_distribution("normal_diag", 4, n_mixtures=3)
+    >>> type(mixture).__name__, mixture.n_params  # 3 logits + 3 x (4 means + 4 scales)
+    ('Mixture', 27)
+    >>> make_distribution("gaussian", 4)
+    Traceback (most recent call last):
+    ...
+    ValueError: Unknown distribution 'gaussian'. Valid names: ...
     """
     if name not in _REGISTRY:
         raise ValueError(f"Unknown distribution {name!r}. Valid names: {', '.join(available_distributions())}.")

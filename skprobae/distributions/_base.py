@@ -26,9 +26,27 @@ def sum_features(terms: Tensor) -> Tensor:
 def positive(raw: Tensor) -> Tensor:
     """Map unconstrained values to strictly positive ones: ``softplus(raw) + 1e-6``.
 
-    ``raw`` is usually a slice of a decoder's output; softplus over a
-    non-contiguous slice runs a scalar loop, over a contiguous copy about ten
-    times faster on a CPU.
+    Parameters
+    ----------
+    raw : Tensor
+        Unconstrained values, usually a slice of a decoder's output. Softplus
+        over a non-contiguous slice runs a scalar loop, over a contiguous copy
+        about ten times faster on a CPU, so the slice is copied first.
+
+    Returns
+    -------
+    Tensor
+        Same shape and dtype as ``raw``, every entry at least ``1e-6``: the
+        scale (or degrees of freedom) floor of every output family.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skprobae.distributions import positive
+    >>> bool((positive(torch.tensor([-100.0, 0.0, 3.0])) > 0).all())
+    True
+    >>> round(positive(torch.tensor([0.0])).item(), 4)  # softplus(0) = log 2
+    0.6931
     """
     return nn.functional.softplus(raw.contiguous()) + SCALE_FLOOR
 
@@ -51,6 +69,17 @@ def lower_cholesky(raw: Tensor, n_features: int) -> Tensor:
     Returns
     -------
     Tensor of shape (..., n_features, n_features)
+        Lower triangular, strictly positive diagonal: a valid Cholesky factor.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skprobae.distributions import lower_cholesky
+    >>> factor = lower_cholesky(torch.zeros(5, 6), 3)  # 3 diagonal + 3 off-diagonal values per row
+    >>> tuple(factor.shape)
+    (5, 3, 3)
+    >>> bool((factor.triu(1) == 0).all()), bool((factor.diagonal(dim1=-2, dim2=-1) > 0).all())
+    (True, True)
     """
     d = n_features
     diagonal = positive(raw[..., :d])
@@ -94,6 +123,42 @@ class OutputDistribution(nn.Module):
     ----------
     n_features : int
         Dimension of the data the distribution is over.
+
+    See Also
+    --------
+    make_distribution : Build a registered family by name.
+    register_distribution : Make a new family available to every estimator.
+
+    Notes
+    -----
+    Every method takes ``params``, a tensor of shape ``(..., n_params)``: the
+    decoder's raw output for a batch of rows. Log-densities are returned in
+    float64 (per-feature terms in the dtype of ``params``, the sum over
+    features in float64), whatever the dtype of ``params``.
+
+    Examples
+    --------
+    A family with learnable scales shared by all rows (one mean per feature
+    from the decoder):
+
+    >>> import torch
+    >>> from torch.distributions import Independent, Normal
+    >>> from skprobae.distributions import OutputDistribution, positive
+    >>> class SharedScaleNormal(OutputDistribution):
+    ...     def __init__(self, n_features):
+    ...         super().__init__(n_features)
+    ...         self.raw_scale = torch.nn.Parameter(torch.zeros(n_features))
+    ...     @property
+    ...     def n_params(self):
+    ...         return self.n_features
+    ...     def distribution(self, params):
+    ...         return Independent(Normal(params, positive(self.raw_scale)), 1)
+    >>> family = SharedScaleNormal(3)
+    >>> params = torch.zeros(4, family.n_params)
+    >>> family.log_prob(params, torch.zeros(4, 3)).dtype
+    torch.float64
+    >>> tuple(family.sample_values(params, n_samples=2).shape)
+    (2, 4, 3)
     """
 
     point_estimate_kind: ClassVar[str] = "mean"
@@ -122,7 +187,19 @@ class OutputDistribution(nn.Module):
         return 0
 
     def assemble(self, per_feature: Tensor, extra: Tensor) -> Tensor:
-        """Raw parameters from ``(n, feature_channels, n_features)`` and ``(n, n_extra)`` parts."""
+        """Raw parameters from a per-feature part and the remaining values.
+
+        Parameters
+        ----------
+        per_feature : Tensor of shape (n, feature_channels, n_features)
+            The channel-major part (e.g. a convolutional decoder's image channels).
+        extra : Tensor of shape (n, n_params - feature_channels * n_features)
+            The remaining raw values.
+
+        Returns
+        -------
+        Tensor of shape (n, n_params)
+        """
         return torch.cat([per_feature.flatten(1), extra], dim=-1)
 
     @property
@@ -131,15 +208,37 @@ class OutputDistribution(nn.Module):
         return self.n_params
 
     def distribution(self, params: Tensor) -> Distribution:
-        """Distribution of ``x`` given raw decoder outputs ``params``."""
+        """Distribution of ``x`` given raw decoder outputs ``params``.
+
+        Parameters
+        ----------
+        params : Tensor of shape (..., n_params)
+            Raw decoder output.
+
+        Returns
+        -------
+        torch.distributions.Distribution
+            Batch shape ``params.shape[:-1]``, event shape ``(n_features,)``.
+        """
         raise NotImplementedError
 
     def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
-        """Log-density of each row of ``x``, shape ``params.shape[:-1]``, float64.
+        """Log-density of each row of ``x``, in nats.
 
         This default evaluates ``distribution`` in float64; families override
         it to compute per-feature terms in the dtype of ``params`` and sum
-        them with :func:`sum_features`.
+        them in float64.
+
+        Parameters
+        ----------
+        params : Tensor of shape (..., n_params)
+            Raw decoder output.
+        x : Tensor of shape (..., n_features)
+            The data rows.
+
+        Returns
+        -------
+        Tensor of shape params.shape[:-1], float64
         """
         return self.distribution(params.double()).log_prob(x.double())
 
@@ -149,15 +248,41 @@ class OutputDistribution(nn.Module):
         return type(self).log_prob_observed is not OutputDistribution.log_prob_observed
 
     def sample_values(self, params: Tensor, n_samples: int) -> Tensor:
-        """``n_samples`` draws of ``x`` for every row of ``params``, shape ``(n_samples, ..., n_features)``."""
+        """Draws of ``x`` for every row of ``params``.
+
+        Parameters
+        ----------
+        params : Tensor of shape (..., n_params)
+            Raw decoder output.
+        n_samples : int
+            Draws per row.
+
+        Returns
+        -------
+        Tensor of shape (n_samples, ..., n_features)
+        """
         return self.distribution(params).sample((n_samples,))
 
     def log_prob_observed(self, params: Tensor, x: Tensor, observed: Tensor) -> Tensor:
         """Log-density of the observed entries of each row: the marginal over the ``observed`` (bool) block.
 
-        ``x`` holds any finite value where ``observed`` is False. Families
-        with a closed-form marginal override this; the default accepts only
-        rows with every entry observed.
+        Families with a closed-form marginal override this; the default
+        accepts only rows with every entry observed.
+
+        Parameters
+        ----------
+        params : Tensor of shape (..., n_params)
+            Raw decoder output.
+        x : Tensor of shape (..., n_features)
+            The data rows; any finite value where ``observed`` is False.
+        observed : bool Tensor of shape (..., n_features)
+            True where the entry of ``x`` is observed.
+
+        Returns
+        -------
+        Tensor of shape params.shape[:-1], float64
+            Log-density of the observed entries, in nats (0 for a row with
+            nothing observed).
 
         Raises
         ------
@@ -174,32 +299,95 @@ class OutputDistribution(nn.Module):
         return self.log_prob(params, x)
 
     def scale_loss(self, nll: Tensor) -> Tensor:
-        """Map the mean negative log-likelihood to the training loss (identity here)."""
+        """Map the mean negative log-likelihood to the training loss (identity here).
+
+        Parameters
+        ----------
+        nll : Tensor
+            Mean negative log-likelihood of a batch, a scalar.
+
+        Returns
+        -------
+        Tensor
+            The training loss, a scalar.
+        """
         return nll
 
     def loss(self, params: Tensor, x: Tensor) -> Tensor:
-        """Training loss of a batch: the mean negative log-likelihood."""
+        """Training loss of a batch: the mean negative log-likelihood, through :meth:`scale_loss`.
+
+        Parameters
+        ----------
+        params : Tensor of shape (n, n_params)
+            Raw decoder output.
+        x : Tensor of shape (n, n_features)
+            The batch.
+
+        Returns
+        -------
+        Tensor
+            A scalar, differentiable with respect to ``params``.
+        """
         return self.scale_loss(-self.log_prob(params, x).mean())
 
     def point_estimate(self, params: Tensor) -> Tensor:
-        """The mean (normal families) or mode (Student-t families) of ``x``."""
+        """The mean (normal families) or mode (Student-t families) of ``x``.
+
+        Parameters
+        ----------
+        params : Tensor of shape (..., n_params)
+            Raw decoder output.
+
+        Returns
+        -------
+        Tensor of shape (..., n_features)
+            What ``reconstruct`` and ``inverse_transform`` return.
+        """
         dist = self.distribution(params)
         return dist.mode if self.point_estimate_kind == "mode" else dist.mean
 
     def variance(self, params: Tensor) -> Tensor:
-        """Per-feature variance; NaN where it is undefined."""
+        """Per-feature variance of ``x``.
+
+        Parameters
+        ----------
+        params : Tensor of shape (..., n_params)
+            Raw decoder output.
+
+        Returns
+        -------
+        Tensor of shape (..., n_features)
+            NaN where the variance does not exist (Student-t with ``df <= 2``).
+        """
         return self.distribution(params).variance
 
     def components(self, params: Tensor) -> tuple[Tensor, Tensor]:
         """Point estimate of each mixture component and its log-weight.
 
         A single distribution is a mixture of one component with weight 1.
-        Returns tensors of shape ``(..., K, n_features)`` and ``(..., K)``.
+
+        Parameters
+        ----------
+        params : Tensor of shape (..., n_params)
+            Raw decoder output.
+
+        Returns
+        -------
+        points : Tensor of shape (..., K, n_features)
+            Each component's point estimate.
+        log_weights : Tensor of shape (..., K)
+            Each component's log mixture weight.
         """
         point = self.point_estimate(params).unsqueeze(-2)
         return point, point.new_zeros(point.shape[:-1])
 
     def extra_repr(self) -> str:
+        """The module's repr details.
+
+        Returns
+        -------
+        str
+        """
         return f"n_features={self.n_features}"
 
 

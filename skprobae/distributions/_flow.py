@@ -48,6 +48,7 @@ class MaskedAutoregressiveFlow(OutputDistribution):
     Parameters
     ----------
     n_features : int
+        Dimension of the data; the decoder outputs one base mean per feature.
     n_point_samples : int, default=50
         Draws averaged for the point estimate and variance.
     transforms : int, default=1
@@ -55,6 +56,22 @@ class MaskedAutoregressiveFlow(OutputDistribution):
     hidden_layer_sizes : sequence of int, default=(10,)
         Hidden widths of each transform's masked network (the paper: one
         10-unit ReLU layer).
+
+    Raises
+    ------
+    ValueError
+        If ``n_point_samples`` or ``transforms`` is below 1.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skprobae.distributions import make_distribution
+    >>> family = make_distribution("maf", 3, n_point_samples=5)
+    >>> family.n_params  # the base means
+    3
+    >>> params = torch.zeros(2, family.n_params)
+    >>> family.log_prob(params, torch.zeros(2, 3)).shape, family.point_estimate(params).shape
+    (torch.Size([2]), torch.Size([2, 3]))
     """
 
     point_estimate_kind = "sample_mean"
@@ -94,7 +111,21 @@ class MaskedAutoregressiveFlow(OutputDistribution):
         return -0.5 * sum_features((u - params) ** 2) - 0.5 * self.n_features * LOG_2PI + log_det.double()
 
     def moments(self, params: Tensor) -> tuple[Tensor, Tensor]:
-        """Mean and variance of ``n_point_samples`` draws per row, from seeded base noise shared by all rows."""
+        """Mean and variance of ``n_point_samples`` draws per row, from seeded base noise shared by all rows.
+
+        Parameters
+        ----------
+        params : Tensor of shape (..., n_features)
+            Base means (the decoder outputs).
+
+        Returns
+        -------
+        mean : Tensor of shape params.shape
+            Average of the draws, in the dtype of ``params``.
+        variance : Tensor of shape params.shape
+            Their variance (divided by ``n_point_samples``); zeros when
+            ``n_point_samples`` is 1.
+        """
         generator = torch.Generator(device=params.device).manual_seed(POINT_SAMPLES_SEED)
         shape = (self.n_point_samples, *([1] * (params.dim() - 1)), self.n_features)
         noise = torch.randn(shape, generator=generator, dtype=params.dtype, device=params.device)
@@ -116,4 +147,11 @@ class MaskedAutoregressiveFlow(OutputDistribution):
         return self.moments(params)[1]
 
     def extra_repr(self) -> str:
+        """The number of features and of point-estimate draws, shown in the module's ``repr``.
+
+        Returns
+        -------
+        str
+            ``"n_features=..., n_point_samples=..."``.
+        """
         return f"n_features={self.n_features}, n_point_samples={self.n_point_samples}"

@@ -120,10 +120,12 @@ class _MatrixVariate(Distribution):
 
     @property
     def mean(self) -> Tensor:
+        """The mean matrix ``M``, flat in raster order: ``loc``, shape ``batch_shape + (H * W,)``."""
         return self.loc
 
     @property
     def mode(self) -> Tensor:
+        """The mode, the mean matrix ``M``, flat in raster order: ``loc``, shape ``batch_shape + (H * W,)``."""
         return self.loc
 
     def _expanded_args(self, batch_shape: torch.Size) -> dict:
@@ -161,14 +163,56 @@ class MatrixNormal(_MatrixVariate):
     loc : Tensor of shape batch + (H * W,)
         The mean, flat in raster order.
     matrix_shape : (H, W)
+        Rows ``H`` and columns ``W`` of the matrix; ``H * W`` must equal
+        ``loc.shape[-1]``.
     row_factor, col_factor : Tensor or None
         Scale factors of ``U`` and ``V``: None for the identity, a positive
         diagonal ``batch + (n,)``, or a lower triangle ``batch + (n, n)``
         with ``triangular=True``.
     triangular : bool, default=False
+        Whether the factors are lower triangles ``(n, n)`` (full row and
+        column covariances) rather than diagonals ``(n,)``.
+    batch_shape : torch.Size, default=torch.Size()
+        Extra batch shape; the distribution's batch shape is the broadcast of
+        this with the batch shapes of ``loc`` and the factors.
+    validate_args : bool or None, default=None
+        Passed to :class:`torch.distributions.Distribution`: whether to check
+        that values are real vectors (None: torch's global default).
+
+    Raises
+    ------
+    ValueError
+        If ``loc.shape[-1]`` is not ``H * W``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skprobae.distributions import MatrixNormal
+    >>> dist = MatrixNormal(torch.zeros(6), (2, 3), row_factor=torch.ones(2), col_factor=torch.full((3,), 2.0))
+    >>> dist.event_shape
+    torch.Size([6])
+    >>> dist.variance  # U_ii V_jj = 1 * 2 ** 2
+    tensor([4., 4., 4., 4., 4., 4.])
+    >>> dist.log_prob(dist.rsample((5,))).shape
+    torch.Size([5])
     """
 
     def log_prob(self, value: Tensor) -> Tensor:
+        """Log-density of flat ``H x W`` matrices.
+
+        Parameters
+        ----------
+        value : Tensor of shape (..., H * W)
+            Flat matrices in raster order, broadcastable against
+            ``batch_shape + (H * W,)``.
+
+        Returns
+        -------
+        Tensor of shape broadcast(value.shape[:-1], batch_shape)
+            The log-density, in float64 for float32, float16 or bfloat16
+            values (the whitening is computed in float64 to stay finite),
+            otherwise in the dtype of ``value``.
+        """
         H, W = self.matrix_shape
         work = self._working_dtype(value)
         E = self._whiten((value - self.loc).to(work))
@@ -176,14 +220,41 @@ class MatrixNormal(_MatrixVariate):
         return log_prob  # float64 (the working dtype of float32 values), as every family's density
 
     def rsample(self, sample_shape: torch.Size = _NO_SHAPE) -> Tensor:
+        """Reparameterised draws ``M + A Z B^T`` with ``Z`` standard normal.
+
+        Parameters
+        ----------
+        sample_shape : torch.Size, default=torch.Size()
+            Shape of the draws to take for every batch element.
+
+        Returns
+        -------
+        Tensor of shape sample_shape + batch_shape + (H * W,)
+            Flat matrices in raster order, in the dtype of ``loc``.
+        """
         return self.loc + self._color(self._white_noise(torch.Size(sample_shape))).flatten(-2)
 
     @property
     def variance(self) -> Tensor:
+        """Per-pixel variance ``U_ii V_jj`` (exact), flat, shape ``batch_shape + (H * W,)``."""
         return self._kron_variance()
 
     def expand(self, batch_shape, _instance=None):
-        """The same distribution with its parameters broadcast to ``batch_shape``."""
+        """The same distribution with its parameters broadcast to ``batch_shape``.
+
+        Parameters
+        ----------
+        batch_shape : torch.Size or sequence of int
+            The new batch shape; the current one must broadcast to it.
+        _instance : None
+            Unused; part of torch's ``Distribution.expand`` signature.
+
+        Returns
+        -------
+        MatrixNormal
+            A new distribution (the parameters are expanded views, not copies)
+            with argument validation off.
+        """
         return MatrixNormal(**self._expanded_args(torch.Size(batch_shape)))
 
 
@@ -218,9 +289,30 @@ class MatrixStudentT(_MatrixVariate):
     Parameters
     ----------
     df : Tensor of shape batch
-        Degrees of freedom ``nu > 0``.
+        Degrees of freedom ``nu > 0``; it broadcasts with the batch shapes of
+        ``loc`` and the factors.
     loc, matrix_shape, row_factor, col_factor, triangular
         As for :class:`MatrixNormal`.
+    validate_args : bool or None, default=None
+        Passed to :class:`torch.distributions.Distribution`: whether to check
+        that values are real vectors (None: torch's global default).
+
+    Raises
+    ------
+    ValueError
+        If ``loc.shape[-1]`` is not ``H * W``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skprobae.distributions import MatrixStudentT
+    >>> dist = MatrixStudentT(torch.tensor([1.5, 4.0]), torch.zeros(6), (2, 3))
+    >>> dist.batch_shape, dist.event_shape
+    (torch.Size([2]), torch.Size([6]))
+    >>> dist.variance[:, 0]  # U_ii V_jj / (nu - 2): NaN for nu <= 2
+    tensor([   nan, 0.5000])
+    >>> dist.log_prob(dist.rsample((5,))).shape
+    torch.Size([5, 2])
     """
 
     def __init__(
@@ -237,6 +329,21 @@ class MatrixStudentT(_MatrixVariate):
         self.df = df.expand(self.batch_shape)
 
     def log_prob(self, value: Tensor) -> Tensor:
+        """Log-density of flat ``H x W`` matrices.
+
+        Parameters
+        ----------
+        value : Tensor of shape (..., H * W)
+            Flat matrices in raster order, broadcastable against
+            ``batch_shape + (H * W,)``.
+
+        Returns
+        -------
+        Tensor of shape broadcast(value.shape[:-1], batch_shape)
+            The log-density, in float64 for float32, float16 or bfloat16
+            values (the whitening is computed in float64 to stay finite),
+            otherwise in the dtype of ``value``.
+        """
         H, W = self.matrix_shape
         work = self._working_dtype(value)
         E = self._whiten((value - self.loc).to(work))
@@ -255,6 +362,18 @@ class MatrixStudentT(_MatrixVariate):
         return log_prob  # float64 (the working dtype of float32 values), as every family's density
 
     def rsample(self, sample_shape: torch.Size = _NO_SHAPE) -> Tensor:
+        """Reparameterised draws: a matrix normal draw given an inverse-Wishart row scale (Bartlett).
+
+        Parameters
+        ----------
+        sample_shape : torch.Size, default=torch.Size()
+            Shape of the draws to take for every batch element.
+
+        Returns
+        -------
+        Tensor of shape sample_shape + batch_shape + (H * W,)
+            Flat matrices in raster order, in the dtype of ``loc``.
+        """
         # S = A (L L^T)^{-1} A^T with L L^T ~ Wishart(nu + H - 1, I) (Bartlett), so
         # X = M + A L^{-T} Z B^T has X | S ~ MN(M, S, V).
         H, _ = self.matrix_shape
@@ -269,16 +388,35 @@ class MatrixStudentT(_MatrixVariate):
 
     @property
     def variance(self) -> Tensor:
+        """Per-pixel variance ``U_ii V_jj / (nu - 2)`` (exact), NaN for ``nu <= 2``.
+
+        Shape ``batch_shape + (H * W,)``.
+        """
         df = self.df.unsqueeze(-1)
         factor = torch.where(df > 2, 1 / (df - 2), torch.full_like(df, math.nan))
         return self._kron_variance() * factor
 
     @property
     def mean(self) -> Tensor:
+        """The mean matrix ``M`` (``loc``) for ``nu > 1``, NaN otherwise; shape ``batch_shape + (H * W,)``."""
         return torch.where((self.df > 1).unsqueeze(-1), self.loc, torch.full_like(self.loc, math.nan))
 
     def expand(self, batch_shape, _instance=None):
-        """The same distribution with its parameters broadcast to ``batch_shape``."""
+        """The same distribution with its parameters broadcast to ``batch_shape``.
+
+        Parameters
+        ----------
+        batch_shape : torch.Size or sequence of int
+            The new batch shape; the current one must broadcast to it.
+        _instance : None
+            Unused; part of torch's ``Distribution.expand`` signature.
+
+        Returns
+        -------
+        MatrixStudentT
+            A new distribution (the parameters are expanded views, not copies)
+            with argument validation off.
+        """
         batch_shape = torch.Size(batch_shape)
         return MatrixStudentT(self.df.expand(batch_shape), **self._expanded_args(batch_shape))
 
@@ -317,8 +455,33 @@ class MatrixNormalFamily(OutputDistribution):
     Parameters
     ----------
     n_features : int
+        Number of pixels ``H * W`` of each flattened one-channel image.
     image_shape : (H, W) or (1, H, W)
-    scale : {"identity", "diag", "full"}
+        Shape of one image; it must multiply to ``n_features``. None raises.
+    scale : {"identity", "diag", "full"}, default="diag"
+        Row and column scales: identities, positive diagonals or Cholesky
+        factors.
+    name : str, default=""
+        The registered name (e.g. ``"matrix_normal_diag"``), used in error
+        messages; empty for the class name.
+
+    Raises
+    ------
+    ValueError
+        If ``scale`` is not one of the three, or ``image_shape`` is None, has
+        more than one channel or does not multiply to ``n_features``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skprobae.distributions import make_distribution
+    >>> family = make_distribution("matrix_normal_diag", 6, image_shape=(2, 3))
+    >>> family
+    MatrixNormalFamily(image_shape=(2, 3), scale='diag')
+    >>> family.n_params  # 6 means, then 2 row and 3 column scales
+    11
+    >>> family.log_prob(torch.zeros(4, family.n_params), torch.zeros(4, 6)).shape
+    torch.Size([4])
     """
 
     feature_channels = 1
@@ -357,6 +520,13 @@ class MatrixNormalFamily(OutputDistribution):
         return MatrixNormal(loc, self.matrix_shape, row, col, self.scale == "full", validate_args=False)
 
     def extra_repr(self) -> str:
+        """The matrix shape and scale, shown in the module's ``repr``.
+
+        Returns
+        -------
+        str
+            ``"image_shape=(H, W), scale='...'"``.
+        """
         return f"image_shape={self.matrix_shape}, scale={self.scale!r}"
 
 
@@ -367,6 +537,36 @@ class MatrixStudentTFamily(MatrixNormalFamily):
     :class:`MatrixNormalFamily`, then the degrees of freedom (softplus).
     The point estimate is the mode ``M``; the variance follows
     :class:`MatrixStudentT` (NaN for ``nu <= 2``).
+
+    Parameters
+    ----------
+    n_features : int
+        Number of pixels ``H * W`` of each flattened one-channel image.
+    image_shape : (H, W) or (1, H, W)
+        Shape of one image; it must multiply to ``n_features``. None raises.
+    scale : {"identity", "diag", "full"}, default="diag"
+        Row and column scales: identities, positive diagonals or Cholesky
+        factors.
+    name : str, default=""
+        The registered name (e.g. ``"matrix_t_full"``), used in error
+        messages; empty for the class name.
+
+    Raises
+    ------
+    ValueError
+        If ``scale`` is not one of the three, or ``image_shape`` is None, has
+        more than one channel or does not multiply to ``n_features``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skprobae.distributions import make_distribution
+    >>> family = make_distribution("matrix_t_full", 6, image_shape=(2, 3))
+    >>> family.n_params  # 6 means, 3 + 6 Cholesky entries, then the degrees of freedom
+    16
+    >>> params = torch.zeros(4, family.n_params)
+    >>> family.log_prob(params, torch.zeros(4, 6)).shape, family.point_estimate(params).shape
+    (torch.Size([4]), torch.Size([4, 6]))
     """
 
     point_estimate_kind = "mode"

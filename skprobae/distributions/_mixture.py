@@ -28,6 +28,18 @@ class Mixture(OutputDistribution):
         One component; its parameters are not used, only its definition.
     n_mixtures : int
         Number of components K.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skprobae.distributions import DiagonalNormal, Mixture, make_distribution
+    >>> mixture = Mixture(DiagonalNormal(3), n_mixtures=2)
+    >>> mixture.n_params  # 2 logits, then 2 x (3 means + 3 scales)
+    14
+    >>> mixture.log_prob(torch.zeros(4, mixture.n_params), torch.zeros(4, 3)).shape
+    torch.Size([4])
+    >>> type(make_distribution("normal_diag", 3, n_mixtures=2)).__name__  # how estimators build one
+    'Mixture'
     """
 
     def __init__(self, component: OutputDistribution, n_mixtures: int):
@@ -77,7 +89,30 @@ class Mixture(OutputDistribution):
         return self.component.marginalizes
 
     def log_prob_observed(self, params: Tensor, x: Tensor, observed: Tensor) -> Tensor:
-        """Each component's marginal over the observed block, mixed with the same weights (exact)."""
+        """Each component's marginal over the observed block, mixed with the same weights (exact).
+
+        Parameters
+        ----------
+        params : Tensor of shape (..., n_params)
+            Raw decoder outputs: ``n_mixtures`` logits, then each component's
+            parameters.
+        x : Tensor of shape (..., n_features)
+            The rows; any finite value where ``observed`` is False.
+        observed : Tensor of bool, same shape as ``x``
+            Which entries of each row are observed.
+
+        Returns
+        -------
+        Tensor of shape params.shape[:-1]
+            Log-density of the observed entries, in the component's dtype
+            (float64 for the built-in families).
+
+        Raises
+        ------
+        ValueError
+            If an entry is missing and the component family has no closed-form
+            marginal.
+        """
         logits, component_params = self._split(params)
         component_log_prob = self.component.log_prob_observed(component_params, x.unsqueeze(-2), observed.unsqueeze(-2))
         return torch.logsumexp(component_log_prob + logits.log_softmax(-1).to(component_log_prob.dtype), dim=-1)
@@ -114,4 +149,11 @@ class Mixture(OutputDistribution):
         return self.component.point_estimate(component_params), logits.log_softmax(-1)
 
     def extra_repr(self) -> str:
+        """The number of components, shown in the module's ``repr``.
+
+        Returns
+        -------
+        str
+            ``"n_mixtures=K"``.
+        """
         return f"n_mixtures={self.n_mixtures}"

@@ -10,7 +10,24 @@ from ._base import LOG_2PI, OutputDistribution, lower_cholesky, n_tril, observed
 
 
 class UnitNormal(OutputDistribution):
-    r"""``normal``: :math:`\mathcal{N}(\mu, I)`; the decoder outputs the mean only."""
+    r"""``normal``: :math:`\mathcal{N}(\mu, I)`; the decoder outputs the mean only.
+
+    Parameters
+    ----------
+    n_features : int
+        Dimension of the data the distribution is over.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skprobae.distributions import make_distribution
+    >>> family = make_distribution("normal", 3)
+    >>> type(family).__name__, family.n_params
+    ('UnitNormal', 3)
+    >>> params = torch.zeros(5, family.n_params)
+    >>> family.log_prob(params, torch.zeros(5, 3)).shape
+    torch.Size([5])
+    """
 
     feature_channels = 1
 
@@ -37,6 +54,22 @@ class SquaredError(UnitNormal):
     ``normal``; only the training loss is rescaled to
     :math:`\frac{2}{d}\,\mathrm{NLL} - \log 2\pi`, which is exactly the mean
     squared error per feature for one component.
+
+    Parameters
+    ----------
+    n_features : int
+        Dimension of the data the distribution is over.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skprobae.distributions import make_distribution
+    >>> family = make_distribution("mse", 3)
+    >>> type(family).__name__, family.n_params
+    ('SquaredError', 3)
+    >>> params = torch.zeros(5, family.n_params)
+    >>> family.log_prob(params, torch.zeros(5, 3)).shape
+    torch.Size([5])
     """
 
     def scale_loss(self, nll: Tensor) -> Tensor:
@@ -46,13 +79,49 @@ class SquaredError(UnitNormal):
         return ((x - params) ** 2).mean()
 
     def loss_observed(self, params: Tensor, x: Tensor, observed: Tensor) -> Tensor:
-        """Mean squared error over the observed entries."""
+        """Mean squared error over the observed entries.
+
+        Parameters
+        ----------
+        params : Tensor of shape (n, n_features)
+            Decoded means.
+        x : Tensor of shape (n, n_features)
+            The batch; any finite value where ``observed`` is False.
+        observed : bool Tensor of shape (n, n_features)
+            True where the entry of ``x`` is observed.
+
+        Returns
+        -------
+        Tensor
+            A scalar: the squared error summed over observed entries, divided
+            by their count (at least 1).
+        """
         residual = torch.where(observed, x - params, 0.0)
         return (residual**2).sum() / observed.sum().clamp_min(1)
 
 
 class DiagonalNormal(OutputDistribution):
-    r"""``normal_diag``: :math:`\mathcal{N}(\mu, \mathrm{diag}(\sigma^2))`, softplus scales."""
+    r"""``normal_diag``: :math:`\mathcal{N}(\mu, \mathrm{diag}(\sigma^2))`, softplus scales.
+
+    The decoder outputs ``n_features`` means, then ``n_features`` raw scales
+    (mapped through :func:`positive`).
+
+    Parameters
+    ----------
+    n_features : int
+        Dimension of the data the distribution is over.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skprobae.distributions import make_distribution
+    >>> family = make_distribution("normal_diag", 3)
+    >>> type(family).__name__, family.n_params
+    ('DiagonalNormal', 6)
+    >>> params = torch.zeros(5, family.n_params)
+    >>> family.log_prob(params, torch.zeros(5, 3)).shape
+    torch.Size([5])
+    """
 
     feature_channels = 2
 
@@ -85,6 +154,22 @@ class FullNormal(OutputDistribution):
 
     The decoder outputs ``d`` means and ``d (d + 1) / 2`` factor entries, so the
     last layer grows with the square of the number of features.
+
+    Parameters
+    ----------
+    n_features : int
+        Dimension of the data the distribution is over.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skprobae.distributions import make_distribution
+    >>> family = make_distribution("normal_full", 3)
+    >>> type(family).__name__, family.n_params
+    ('FullNormal', 9)
+    >>> params = torch.zeros(5, family.n_params)
+    >>> family.log_prob(params, torch.zeros(5, 3)).shape
+    torch.Size([5])
     """
 
     feature_channels = 1
@@ -103,7 +188,22 @@ class FullNormal(OutputDistribution):
         return MultivariateNormal(loc, scale_tril=scale_tril, validate_args=False)
 
     def log_prob_observed(self, params: Tensor, x: Tensor, observed: Tensor) -> Tensor:
-        """The observed block's Gaussian: mean and covariance restricted to it (exact)."""
+        """The observed block's Gaussian: mean and covariance restricted to it (exact).
+
+        Parameters
+        ----------
+        params : Tensor of shape (..., n_params)
+            Raw decoder output.
+        x : Tensor of shape (..., n_features)
+            The data rows; any finite value where ``observed`` is False.
+        observed : bool Tensor of shape (..., n_features)
+            True where the entry of ``x`` is observed.
+
+        Returns
+        -------
+        Tensor of shape params.shape[:-1], float64
+            Log-density of the observed entries, in nats.
+        """
         params = params.double()
         loc, raw_tril = params.split([self.n_features, n_tril(self.n_features)], dim=-1)
         factor = observed_block_cholesky(lower_cholesky(raw_tril, self.n_features), observed)

@@ -39,6 +39,20 @@ class MultivariateStudentT(Distribution):
         Lower-triangular scale factor with a positive diagonal.
     scale_diag : Tensor of shape batch_shape + (d,), optional
         Diagonal of a diagonal scale factor; give exactly one of the two.
+    validate_args : bool or None, default=None
+        Check the arguments and values, as in :class:`torch.distributions.Distribution`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skprobae.distributions import MultivariateStudentT
+    >>> t = MultivariateStudentT(torch.tensor(5.0), torch.zeros(3), scale_tril=torch.eye(3))
+    >>> t.batch_shape, t.event_shape
+    (torch.Size([]), torch.Size([3]))
+    >>> tuple(t.rsample((4,)).shape)
+    (4, 3)
+    >>> bool(t.log_prob(torch.zeros(3)) > t.log_prob(torch.ones(3)))
+    True
     """
 
     support = constraints.real_vector
@@ -70,6 +84,7 @@ class MultivariateStudentT(Distribution):
 
     @property
     def arg_constraints(self) -> dict:
+        """Constraints of ``df``, ``loc`` and whichever scale was given."""
         scale = (
             {"scale_diag": constraints.independent(constraints.positive, 1)}
             if self.scale_tril is None
@@ -93,6 +108,17 @@ class MultivariateStudentT(Distribution):
         return (self.scale_tril**2).sum(-1)
 
     def log_prob(self, value: Tensor) -> Tensor:
+        """Log-density of ``value``, in nats.
+
+        Parameters
+        ----------
+        value : Tensor of shape (..., d)
+            Points, broadcast against the batch shape.
+
+        Returns
+        -------
+        Tensor of shape (...,), float64
+        """
         if self._validate_args:
             self._validate_sample(value)
         d = self.event_shape[0]
@@ -107,7 +133,19 @@ class MultivariateStudentT(Distribution):
         )
 
     def log_prob_observed(self, value: Tensor, observed: Tensor) -> Tensor:
-        """Log-density of the observed entries: a Student-t with the same ``df`` over the observed block (exact)."""
+        """Log-density of the observed entries: a Student-t with the same ``df`` over the observed block (exact).
+
+        Parameters
+        ----------
+        value : Tensor of shape (..., d)
+            Points; any finite value where ``observed`` is False.
+        observed : bool Tensor of shape (..., d)
+            True where the entry of ``value`` is observed.
+
+        Returns
+        -------
+        Tensor of shape (...,), float64
+        """
         d = observed.sum(-1, dtype=torch.float64)
         residual = torch.where(observed, value.to(self.loc.dtype) - self.loc, 0.0)
         if self.scale_diag is not None:
@@ -128,6 +166,17 @@ class MultivariateStudentT(Distribution):
         )
 
     def rsample(self, sample_shape: torch.Size = _NO_SHAPE) -> Tensor:
+        """Reparameterised draws: ``loc + L z sqrt(df / w)``.
+
+        Parameters
+        ----------
+        sample_shape : torch.Size, default=()
+            Leading shape of the draws.
+
+        Returns
+        -------
+        Tensor of shape sample_shape + batch_shape + (d,)
+        """
         shape = self._extended_shape(sample_shape)
         z = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
         w = Chi2(self.df).rsample(sample_shape)
@@ -139,21 +188,36 @@ class MultivariateStudentT(Distribution):
 
     @property
     def mode(self) -> Tensor:
+        """The location ``loc``."""
         return self.loc
 
     @property
     def mean(self) -> Tensor:
+        """``loc`` where ``df > 1``, NaN elsewhere (the mean does not exist)."""
         nan = torch.full_like(self.loc, math.nan)
         return torch.where((self.df > 1).unsqueeze(-1), self.loc, nan)
 
     @property
     def variance(self) -> Tensor:
+        """Per-feature variance ``diag(L L^T) df / (df - 2)``; NaN where ``df <= 2``."""
         df = self.df.unsqueeze(-1)
         factor = torch.where(df > 2, df / (df - 2), torch.full_like(df, math.nan))
         return self._scale_variance() * factor
 
     def expand(self, batch_shape, _instance=None):
-        """The same distribution with its parameters broadcast to ``batch_shape``."""
+        """The same distribution with its parameters broadcast to ``batch_shape``.
+
+        Parameters
+        ----------
+        batch_shape : torch.Size
+            The new batch shape.
+        _instance : None
+            Unused; part of :meth:`torch.distributions.Distribution.expand`'s signature.
+
+        Returns
+        -------
+        MultivariateStudentT
+        """
         batch_shape = torch.Size(batch_shape)
         d = self.event_shape[0]
         if self.scale_tril is not None:
@@ -176,6 +240,22 @@ class StudentT(OutputDistribution):
 
     The point estimate is the mode ``mu``; the variance ``df / (df - 2)`` is NaN
     for ``df <= 2``, where it does not exist.
+
+    Parameters
+    ----------
+    n_features : int
+        Dimension of the data the distribution is over.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skprobae.distributions import make_distribution
+    >>> family = make_distribution("t", 3)
+    >>> type(family).__name__, family.n_params
+    ('StudentT', 4)
+    >>> params = torch.zeros(5, family.n_params)
+    >>> family.log_prob(params, torch.zeros(5, 3)).shape
+    torch.Size([5])
     """
 
     point_estimate_kind = "mode"
@@ -194,7 +274,24 @@ class StudentT(OutputDistribution):
 
 
 class DiagonalStudentT(StudentT):
-    r"""``t_diag``: :math:`t(\nu, \mu, \mathrm{diag}(\sigma^2))`; means, softplus scales, ``df``."""
+    r"""``t_diag``: :math:`t(\nu, \mu, \mathrm{diag}(\sigma^2))`; means, softplus scales, ``df``.
+
+    Parameters
+    ----------
+    n_features : int
+        Dimension of the data the distribution is over.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skprobae.distributions import make_distribution
+    >>> family = make_distribution("t_diag", 3)
+    >>> type(family).__name__, family.n_params
+    ('DiagonalStudentT', 7)
+    >>> params = torch.zeros(5, family.n_params)
+    >>> family.log_prob(params, torch.zeros(5, 3)).shape
+    torch.Size([5])
+    """
 
     feature_channels = 2
 
@@ -209,7 +306,24 @@ class DiagonalStudentT(StudentT):
 
 
 class FullStudentT(StudentT):
-    r"""``t_full``: :math:`t(\nu, \mu, LL^\top)`; means, Cholesky scale factor ``L``, ``df``."""
+    r"""``t_full``: :math:`t(\nu, \mu, LL^\top)`; means, Cholesky scale factor ``L``, ``df``.
+
+    Parameters
+    ----------
+    n_features : int
+        Dimension of the data the distribution is over.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skprobae.distributions import make_distribution
+    >>> family = make_distribution("t_full", 3)
+    >>> type(family).__name__, family.n_params
+    ('FullStudentT', 10)
+    >>> params = torch.zeros(5, family.n_params)
+    >>> family.log_prob(params, torch.zeros(5, 3)).shape
+    torch.Size([5])
+    """
 
     feature_channels = 1
 
