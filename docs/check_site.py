@@ -76,7 +76,7 @@ def check_page(browser, base: str, path: str, screenshot: Path) -> list[str]:
     problems.extend(f"missing image: {src}" for src in page.evaluate(_MISSING_IMAGES))
     if page.evaluate(_UNRENDERED_MATH):
         problems.append("math on the page but MathJax did not load")
-    page.screenshot(path=str(screenshot), full_page=False)
+    page.screenshot(path=str(screenshot), full_page=True)
     title = page.title()
     page.close()
     print(

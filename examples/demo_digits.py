@@ -119,6 +119,7 @@ figure = plt.figure(figsize=(12, 6.2))
 images, histogram = figure.subfigures(1, 2, width_ratios=[1.55, 1])
 axes = images.subplots(len(rows), n)
 images.subplots_adjust(left=0.2, right=0.98, wspace=0.08, hspace=0.12)
+histogram.subplots_adjust(left=0.16, right=0.95)
 for row, (label, values) in zip(axes, rows.items(), strict=True):
     for ax, image in zip(row, values, strict=True):
         is_std = label == "posterior std"
@@ -136,7 +137,7 @@ for name, values in scores.items():
     ax.hist(values, bins=bins, alpha=0.6, label=name)
 ax.axvline(pae.offset_, color="black", linestyle="--", linewidth=1, label="offset_ (contamination=0.1)")
 ax.set_xscale("symlog", linthresh=100)  # noise scores far below the digits
-ax.set_xlabel("score_samples (log-likelihood, nats; symmetric log scale)")
+ax.set_xlabel("score_samples: log-likelihood in nats (symlog axis)")
 ax.set_ylabel("images")
 ax.legend(fontsize=8)
 figure.suptitle("PAE(n_components=16) on scikit-learn's digits: samples, inpainting with uncertainty, outlier scores")
