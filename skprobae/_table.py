@@ -143,7 +143,7 @@ def _codes(owner: str, name: str, column, levels: np.ndarray) -> np.ndarray:
 
     present = column.notna().to_numpy()
     values = column.astype(object).where(column.notna(), None)
-    codes = pd.Categorical(values, categories=pd.Index(levels)).codes.astype(np.float64)
+    codes = pd.Index(levels).get_indexer(values).astype(np.float64)  # -1: missing or not a fitted category
     unseen = present & (codes < 0)
     if unseen.any():
         shown = ", ".join(repr(v) for v in pd.unique(column[unseen])[:5].tolist())

@@ -15,12 +15,13 @@ from torch import Tensor, nn
 
 from .._base import BaseAutoencoder, Split, draw_seed, torch_generator
 from .._engine import iter_blocks
+from .._table import table_output
 from ..distributions import DISTRIBUTION_NAMES
 from ..distributions._base import sum_features
 from ..flows import FLOW_NAMES, FlowAdapter, build_flow
 from ..nn import Autoencoder, FlowPrior
 from ..nn._prior import LOG_2PI
-from ._posterior import PosteriorSettings, jacobian_columns, posterior_draws
+from ._posterior import CategoricalColumns, PosteriorSettings, jacobian_columns, posterior_draws
 
 SCORE_METHODS = ("combined", "latent", "reconstruction", "laplace")
 _DEFAULT_LAPLACE_MAP_STEPS = 100
@@ -618,11 +619,6 @@ class PAE(BaseAutoencoder):
     # ------------------------------------------------------ posterior inference
     def _corrupted_input(self, X, allow_missing: bool) -> np.ndarray:
         check_is_fitted(self)
-        if self.is_categorical_.any():
-            raise ValueError(
-                "PAE: impute, denoise and sample_posterior search the posterior of a Gaussian likelihood and do not "
-                "support categorical columns yet; use reconstruct and predict_category_proba for them."
-            )
         return self._check_rows(X, allow_empty_rows=True, float32_range=False)[0]
 
     def _noise_std(self, noise_std) -> np.ndarray:
@@ -635,12 +631,23 @@ class PAE(BaseAutoencoder):
             )
         if not np.isfinite(values).all() or (values < 0).any():
             raise ValueError("noise_std must be finite and >= 0 (the std of the Gaussian noise on each feature).")
+        if (values[self.is_categorical_] > 0).any():
+            columns = [int(j) for j in np.flatnonzero(self.is_categorical_ & (values > 0))]
+            raise ValueError(
+                f"noise_std must be 0 on the categorical columns {columns}: an observed category is taken as "
+                "given (mark an unreliable one missing, NaN, to have it imputed)."
+            )
         return values
 
     def _posterior(
         self, X: np.ndarray, noise_std: np.ndarray, n_restarts: int, n_samples: int, n_steps: int, random_state
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Posterior mean, std and ``n_samples`` draws of the clean rows of ``X``."""
+    ) -> tuple[np.ndarray, ...]:
+        """Posterior mean, std and ``n_samples`` draws of the clean rows of ``X``.
+
+        With categorical columns, also each column's posterior category probabilities (one array per
+        column, ``(n, n_categories)``, after the three others); a missing category's mean is its most
+        probable category, its std NaN, its draws drawn from each posterior draw's probabilities.
+        """
         for name, value in (("n_restarts", n_restarts), ("n_samples", n_samples)):
             if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
@@ -661,24 +668,56 @@ class PAE(BaseAutoencoder):
         sigma, noise, fill = self._tensor(self.sigma_), self._tensor(noise_std), self._tensor(self.feature_mean_)
         bounds = (self._tensor(self.feature_bounds_[0]), self._tensor(self.feature_bounds_[1]))
         prior, module = self._prior, self._module
+        categorical_columns = np.flatnonzero(self.is_categorical_)
+        if len(categorical_columns):  # drawn after the others: models without categories keep their draws
+            category_uniform = torch.rand(n_samples, len(categorical_columns), generator=generator, dtype=torch.float64)
+            category_uniform = category_uniform.to(self._device)
+            is_categorical = self._tensor(self.is_categorical_) > 0
+            head = module.head
 
         def decode(u: Tensor) -> Tensor:  # the posterior search is float64; the networks compute in their dtype
-            return module.decode(prior.from_base(u)).double()
+            if not len(categorical_columns):
+                return module.decode(prior.from_base(u)).double()
+            params = module.decoder_params(prior.from_base(u))
+            return torch.cat([head.point_estimate(params), head.category_logits(params)], dim=-1).double()
 
-        def posterior(x: Tensor, steps: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        def posterior(x: Tensor, steps: int) -> tuple[Tensor, ...]:
             x = x.double()
             observed = ~torch.isnan(x)
-            start = prior.to_base(module.encode(torch.where(observed, x, fill)))[0].double()
             settings = PosteriorSettings(n_restarts, steps, self.map_learning_rate, n_samples)
+            if not len(categorical_columns):
+                start = prior.to_base(module.encode(torch.where(observed, x, fill)))[0].double()
+                result = posterior_draws(
+                    decode, start, x, observed, sigma, noise, restart_noise, draw_uniform, draw_noise, settings, bounds
+                )
+                post_mean, post_std = result.moments()
+                return post_mean, post_std, result.draws(clean_noise), result.failed
+            # a missing category enters the encoder as missing (no one-hot), a missing number at its mean
+            start = prior.to_base(module.encode(torch.where(observed | is_categorical, x, fill)))[0].double()
+            categorical = CategoricalColumns(head, x)
             result = posterior_draws(
-                decode, start, x, observed, sigma, noise, restart_noise, draw_uniform, draw_noise, settings, bounds
-            )
+                decode, start, x, observed & ~is_categorical, sigma, noise, restart_noise, draw_uniform, draw_noise,
+                settings, bounds, categorical,
+            )  # fmt: skip
             post_mean, post_std = result.moments()
-            return post_mean, post_std, result.draws(clean_noise), result.failed
+            draws = result.draws(clean_noise)
+            probabilities = []
+            for i, (j, per_draw) in enumerate(zip(categorical_columns, result.category_probabilities, strict=True)):
+                known = observed[:, j]
+                code = x[:, j].nan_to_num(0.0).long()
+                given = nn.functional.one_hot(code, per_draw.shape[-1]).double()
+                averaged = torch.where(known[:, None], given, per_draw.double().mean(1))
+                probabilities.append(averaged)
+                post_mean[:, j] = torch.where(known, x[:, j], averaged.argmax(-1).double())
+                post_std[:, j] = torch.where(known, 0.0, torch.nan)
+                drawn = (per_draw.double().cumsum(-1) < category_uniform[:, i, None]).sum(-1)  # inverse CDF
+                drawn = drawn.clamp_max(per_draw.shape[-1] - 1).double()
+                draws[:, :, j] = torch.where(known[:, None], x[:, j, None], drawn)
+            return post_mean, post_std, draws, result.failed, *probabilities
 
         kind = f"posterior_{n_restarts}_{n_samples}_{n_steps}"
         steps = (lambda k: partial(posterior, steps=k), n_steps)
-        mean, std, draws, failed = self._run(kind, partial(posterior, steps=n_steps), X, steps=steps)
+        mean, std, draws, failed, *probabilities = self._run(kind, partial(posterior, steps=n_steps), X, steps=steps)
         n_failed = int(failed.sum())
         if n_failed:
             warnings.warn(
@@ -687,7 +726,7 @@ class PAE(BaseAutoencoder):
                 RuntimeWarning,
                 stacklevel=3,
             )
-        return mean, std, draws
+        return mean, std, draws, *probabilities
 
     def impute(self, X, return_std: bool = False, *, n_restarts=4, n_samples=100, n_steps=200, random_state=0):
         """Fill missing entries (NaN) with their posterior mean given the observed ones.
@@ -722,21 +761,65 @@ class PAE(BaseAutoencoder):
 
         Returns
         -------
-        X_filled : ndarray of shape (n_samples, n_features)
+        X_filled : ndarray or DataFrame of shape (n_samples, n_features)
+            With categorical columns, a missing category is filled with its
+            most probable one (:meth:`impute_category_proba` gives the
+            probabilities) and the result has the fitted column types, as
+            :meth:`reconstruct`'s.
         X_std : ndarray of shape (n_samples, n_features), only if ``return_std``
-            Posterior std of the filled entries, 0 for observed ones.
+            Posterior std of the filled entries, 0 for observed ones, NaN for
+            a filled category (a label has no std).
         """
+        filled, std, _ = self._impute(X, n_restarts, n_samples, n_steps, random_state)
+        filled = table_output(self, filled)
+        return (filled, std) if return_std else filled
+
+    def impute_category_proba(self, X, *, n_restarts=4, n_samples=100, n_steps=200, random_state=0) -> list:
+        """Posterior probabilities of the categories of each categorical column, given the observed entries.
+
+        :meth:`impute` fills a missing category with the most probable one;
+        this gives the whole distribution: the average over the posterior
+        draws of the decoder's category probabilities. An observed entry gets
+        probability 1 on its category.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+            NaN (or None / pd.NA in a DataFrame) marks a missing entry.
+        n_restarts, n_samples, n_steps, random_state
+            As for :meth:`impute`; the same values give the probabilities
+            behind the categories :meth:`impute` returns.
+
+        Returns
+        -------
+        probabilities : list of ndarray of shape (n_samples, n_categories)
+            One array per categorical column in the order of ``categories_``
+            (column ``j`` of array ``i`` is the probability of
+            ``categories_[i][j]``); empty when the model has no categorical column.
+        """
+        return self._impute(X, n_restarts, n_samples, n_steps, random_state)[2]
+
+    def _impute(self, X, n_restarts, n_samples, n_steps, random_state) -> tuple[np.ndarray, np.ndarray, list]:
+        """Filled rows (category codes), their posterior std and the category probabilities of :meth:`impute`."""
         X = self._corrupted_input(X, allow_missing=True)
         missing = np.isnan(X)
         rows = missing.any(axis=1)
         filled, std = X.astype(np.float64), np.zeros(X.shape)
+        probabilities = []
+        for j, levels in zip(np.flatnonzero(self.is_categorical_), self.categories_, strict=True):
+            given = np.zeros((len(X), len(levels)))
+            known = ~missing[:, j]
+            given[np.flatnonzero(known), X[known, j].astype(int)] = 1.0
+            probabilities.append(given)
         if rows.any():
-            mean, post_std, _ = self._posterior(
+            mean, post_std, _, *posterior = self._posterior(
                 X[rows], np.zeros(X.shape[1]), n_restarts, n_samples, n_steps, random_state
             )
             filled[rows] = np.where(missing[rows], mean, X[rows])
             std[rows] = np.where(missing[rows], post_std, 0.0)
-        return (filled, std) if return_std else filled
+            for given, column in zip(probabilities, posterior, strict=True):
+                given[rows] = column
+        return filled, std, probabilities
 
     def denoise(
         self, X, noise_std, return_std: bool = False, *, n_restarts=4, n_samples=100, n_steps=200, random_state=0
@@ -772,7 +855,8 @@ class PAE(BaseAutoencoder):
                 f"denoise needs complete rows, but X has NaN in {int(np.isnan(X_checked).any(axis=1).sum())} row(s); "
                 "use impute (missing entries) or sample_posterior (missing and noisy entries)."
             )
-        mean, std, _ = self._posterior(X_checked, noise_std, n_restarts, n_samples, n_steps, random_state)
+        mean, std = self._posterior(X_checked, noise_std, n_restarts, n_samples, n_steps, random_state)[:2]
+        mean = table_output(self, mean)
         return (mean, std) if return_std else mean
 
     def sample_posterior(
@@ -796,6 +880,9 @@ class PAE(BaseAutoencoder):
         Returns
         -------
         draws : ndarray of shape (n_rows, n_samples, n_features)
+            Float64; a categorical column holds category codes (indices into
+            ``categories_``), a missing one drawn from each posterior draw's
+            category probabilities.
         """
         check_is_fitted(self)
         noise_std = self._noise_std(noise_std)

@@ -41,6 +41,27 @@ class PosteriorSettings:
 
 
 @dataclass
+class CategoricalColumns:
+    """The categorical columns of a table in the posterior: ``decode`` outputs ``d`` point values, then logits.
+
+    ``head`` is the model's :class:`~skprobae.nn._table.TableHead`; ``x``
+    holds the rows with their category codes (NaN where missing). Observed
+    categories add their log-probability to the likelihood and their Fisher
+    information to the Laplace precision.
+    """
+
+    head: object
+    x: Tensor  # (n, d)
+
+    @property
+    def n_features(self) -> int:
+        return self.x.shape[-1]
+
+    def split(self, out: Tensor) -> tuple[Tensor, Tensor]:
+        return out[..., : self.n_features], out[..., self.n_features :]
+
+
+@dataclass
 class CleanPosterior:
     """Per-sample Gaussian conditionals of the clean row: ``x | u_s, x~ ~ N(mean_s, var_s)``."""
 
@@ -48,6 +69,7 @@ class CleanPosterior:
     var: Tensor  # (n, S, d)
     n_modes: Tensor  # (n,) distinct modes found
     failed: Tensor  # (n,) True where no start gave a usable mode (the best start is kept with the prior's spread)
+    category_probabilities: list[Tensor] | None = None  # per categorical column, (n, S, n_categories) per draw
 
     def moments(self) -> tuple[Tensor, Tensor]:
         """Posterior mean and std per feature (law of total variance over the draws)."""
@@ -59,10 +81,25 @@ class CleanPosterior:
         return self.mean + self.var.sqrt() * noise
 
 
-def _neg_log_joint(decode: Callable[[Tensor], Tensor], u: Tensor, x: Tensor, precision: Tensor) -> Tensor:
-    """``-log p(x_obs | u) - log N(u; 0, I)`` without constants; missing entries have zero precision."""
-    residual = x - decode(u)
-    return 0.5 * (residual * residual * precision).sum(-1) + 0.5 * (u * u).sum(-1)
+def _neg_log_joint(
+    decode: Callable[[Tensor], Tensor],
+    u: Tensor,
+    x: Tensor,
+    precision: Tensor,
+    categorical: CategoricalColumns | None = None,
+) -> Tensor:
+    """``-log p(x_obs | u) - log N(u; 0, I)`` without the Gaussian constants; missing entries have zero precision.
+
+    With ``categorical``, the observed categories' negative log-probabilities are added (a pmf: no constant).
+    """
+    out = decode(u)
+    if categorical is None:
+        residual = x - out
+        return 0.5 * (residual * residual * precision).sum(-1) + 0.5 * (u * u).sum(-1)
+    values, logits = categorical.split(out)
+    residual = x - values
+    gaussian = 0.5 * (residual * residual * precision).sum(-1) + 0.5 * (u * u).sum(-1)
+    return gaussian - categorical.head.logits_log_prob(logits, categorical.x)
 
 
 def _laplace_factor(hessian: Tensor) -> tuple[Tensor, Tensor]:
@@ -116,6 +153,7 @@ def _find_modes(
     x: Tensor,
     precision: Tensor,
     settings: PosteriorSettings,
+    categorical: CategoricalColumns | None = None,
 ) -> tuple[Tensor, Tensor]:
     """MAP from every start, all restarts and rows at once (Adam is per coordinate: rows stay independent).
 
@@ -128,7 +166,7 @@ def _find_modes(
     with torch.enable_grad():
         for _ in range(settings.n_steps):
             optimizer.zero_grad()
-            (grad,) = torch.autograd.grad(_neg_log_joint(decode, u, x, precision).sum(), u)
+            (grad,) = torch.autograd.grad(_neg_log_joint(decode, u, x, precision, categorical).sum(), u)
             u.grad = grad
             optimizer.step()
     diverged = ~torch.isfinite(u.detach()).all(-1)
@@ -143,16 +181,29 @@ def _laplace_at_modes(
     observed: Tensor,
     variance: Tensor,
     precision: Tensor,
+    categorical: CategoricalColumns | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Gauss-Newton Laplace factor ``chol(I + J^T W J)`` at each mode and its log-evidence (-inf if unusable)."""
+    """Gauss-Newton Laplace factor ``chol(I + J^T W J)`` at each mode and its log-evidence (-inf if unusable).
+
+    With ``categorical``, ``J_l^T F J_l`` of the observed categories joins the precision (``J_l`` the
+    Jacobian of the logits, ``F`` their Fisher information): the generalized Gauss-Newton Hessian.
+    """
     K = modes.shape[-1]
-    J = jacobian_columns(decode, modes)  # (R, n, d, K)
+    J = jacobian_columns(decode, modes)  # (R, n, d [+ L], K)
+    if categorical is not None:
+        d = categorical.n_features
+        J, J_logits = J[..., :d, :], J[..., d:, :]
     hessian = torch.eye(K, dtype=x.dtype, device=x.device) + J.mT @ (precision[..., None] * J)
+    if categorical is not None:
+        with torch.no_grad():
+            logits = categorical.split(decode(modes))[1]
+        fisher = categorical.head.logits_fisher(logits, categorical.x).to(J_logits.dtype)
+        hessian = hessian + J_logits.mT @ fisher @ J_logits
     chol, usable = _laplace_factor(hessian)
     n_observed = observed.sum(-1)
     log_norm = -0.5 * (torch.where(observed, variance.log().expand_as(x), 0).sum(-1) + n_observed * LOG_2PI)
     with torch.no_grad():
-        log_joint = -_neg_log_joint(decode, modes, x, precision) + log_norm - 0.5 * K * LOG_2PI
+        log_joint = -_neg_log_joint(decode, modes, x, precision, categorical) + log_norm - 0.5 * K * LOG_2PI
     evidence = log_joint + 0.5 * K * LOG_2PI - chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)  # (R, n)
     return chol, evidence.masked_fill(diverged | ~usable | ~torch.isfinite(evidence), -math.inf)
 
@@ -202,7 +253,10 @@ def _sample_mixture(
     offset = torch.linalg.solve_triangular(factor.mT, draw_noise.expand(n, -1, -1)[..., None], upper=True)
     with torch.no_grad():
         decoded = decode(mode + offset[..., 0])
-    return decoded if bounds is None else torch.clamp(decoded, *bounds)
+    if bounds is None:
+        return decoded
+    d = bounds[0].shape[-1]  # with categorical columns, the logits after the d values are not clipped
+    return torch.cat([torch.clamp(decoded[..., :d], *bounds), decoded[..., d:]], dim=-1)
 
 
 def _clean_conditionals(
@@ -228,6 +282,7 @@ def posterior_draws(
     draw_noise: Tensor,
     settings: PosteriorSettings,
     bounds: tuple[Tensor, Tensor] | None = None,
+    categorical: CategoricalColumns | None = None,
 ) -> CleanPosterior:
     """Mixture-of-Laplace posterior of the clean rows of ``x``: modes, Laplace factors, distinct modes, draws.
 
@@ -252,13 +307,22 @@ def posterior_draws(
         Decoded draws are clipped to them: where the posterior is broad (few
         observed entries), draws reach the flow's tails, where the flow and
         the decoder extrapolate without support from the training data.
+    categorical : CategoricalColumns, optional
+        The categorical columns of a table: ``decode`` then returns the ``d``
+        point values followed by the categorical logits, ``observed`` marks
+        the observed continuous entries only, and the result carries each
+        draw's category probabilities.
     """
     x = torch.where(observed, x, torch.zeros_like(x))
     variance = sigma**2 + noise_std**2
     precision = torch.where(observed, 1.0 / variance, torch.zeros_like(x))
-    modes, diverged = _find_modes(decode, start, restart_noise, x, precision, settings)
-    chol, evidence = _laplace_at_modes(decode, modes, diverged, x, observed, variance, precision)
+    modes, diverged = _find_modes(decode, start, restart_noise, x, precision, settings, categorical)
+    chol, evidence = _laplace_at_modes(decode, modes, diverged, x, observed, variance, precision, categorical)
     ranked, ranked_chol, weights, n_modes, failed = _distinct_modes(modes, chol, evidence, settings)
     decoded = _sample_mixture(decode, ranked, ranked_chol, weights, draw_uniform, draw_noise, bounds)
+    probabilities = None
+    if categorical is not None:
+        decoded, logits = categorical.split(decoded)
+        probabilities = categorical.head.logits_probabilities(logits)
     mean, var = _clean_conditionals(decoded, x, observed, sigma, noise_std, variance)
-    return CleanPosterior(mean=mean, var=var, n_modes=n_modes, failed=failed)
+    return CleanPosterior(mean=mean, var=var, n_modes=n_modes, failed=failed, category_probabilities=probabilities)

@@ -183,7 +183,14 @@ class TableHead(OutputDistribution):
         return params[..., : self.n_continuous_params]
 
     def _logits(self, params: Tensor) -> list[Tensor]:
-        return list(params[..., self.n_continuous_params :].split(self.logit_sizes, dim=-1))
+        return self._split_logits(self.category_logits(params))
+
+    def _split_logits(self, logits: Tensor) -> list[Tensor]:
+        return list(logits.split(self.logit_sizes, dim=-1))
+
+    def category_logits(self, params: Tensor) -> Tensor:
+        """The categorical part of the raw parameters: one logit per binary column, one per category otherwise."""
+        return params[..., self.n_continuous_params :]
 
     # ------------------------------------------------------ likelihoods
     def _standardized(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -209,18 +216,23 @@ class TableHead(OutputDistribution):
 
     def categorical_log_prob(self, params: Tensor, x: Tensor) -> Tensor:
         """Sum over the observed categorical entries of their log-probability (0 without categorical columns)."""
-        total = params.new_zeros(params.shape[:-1], dtype=torch.float64)
-        for column, k, logits in zip(self.categorical_index, self.n_categories, self._logits(params), strict=True):
-            codes = x[..., column].expand(params.shape[:-1])
+        return self.logits_log_prob(self.category_logits(params), x)
+
+    def logits_log_prob(self, logits: Tensor, x: Tensor) -> Tensor:
+        """:meth:`categorical_log_prob` from the categorical logits (:meth:`category_logits`) alone, float64."""
+        total = logits.new_zeros(logits.shape[:-1], dtype=torch.float64)
+        columns = zip(self.categorical_index, self.n_categories, self._split_logits(logits), strict=True)
+        for column, k, column_logits in columns:
+            if k < 2:
+                continue
+            codes = x[..., column].expand(logits.shape[:-1])
             present = ~torch.isnan(codes)
             safe = torch.where(present, codes, 0.0).long()
             if k == 2:
-                logit = logits[..., 0]
+                logit = column_logits[..., 0]
                 term = -functional.softplus(torch.where(safe == 1, -logit, logit))
-            elif k < 2:
-                continue
             else:
-                term = logits.log_softmax(-1).gather(-1, safe.unsqueeze(-1)).squeeze(-1)
+                term = column_logits.log_softmax(-1).gather(-1, safe.unsqueeze(-1)).squeeze(-1)
             total = total + torch.where(present, term, 0.0).double()
         return total
 
@@ -246,16 +258,50 @@ class TableHead(OutputDistribution):
     # --------------------------------------------------------- summaries
     def category_probabilities(self, params: Tensor) -> list[Tensor]:
         """Per-category probabilities of each categorical column, shapes ``(..., n_categories_j)``."""
+        return self.logits_probabilities(self.category_logits(params))
+
+    def logits_probabilities(self, logits: Tensor) -> list[Tensor]:
+        """:meth:`category_probabilities` from the categorical logits alone."""
         probabilities = []
-        for k, logits in zip(self.n_categories, self._logits(params), strict=True):
+        for k, column_logits in zip(self.n_categories, self._split_logits(logits), strict=True):
             if k == 2:
-                p = torch.sigmoid(logits[..., 0])
+                p = torch.sigmoid(column_logits[..., 0])
                 probabilities.append(torch.stack([1 - p, p], dim=-1))
             elif k < 2:
-                probabilities.append(params.new_ones(*params.shape[:-1], max(k, 1)))
+                probabilities.append(logits.new_ones(*logits.shape[:-1], max(k, 1)))
             else:
-                probabilities.append(logits.softmax(-1))
+                probabilities.append(column_logits.softmax(-1))
         return probabilities
+
+    def logits_fisher(self, logits: Tensor, x: Tensor) -> Tensor:
+        """Fisher information of the observed categorical entries with respect to the logits, ``(..., L, L)``.
+
+        The Hessian of the negative log-likelihood in the logits (it does not
+        depend on the observed category): ``p (1 - p)`` for a Bernoulli logit,
+        ``diag(p) - p p^T`` for a softmax column, zero for a missing entry;
+        block diagonal over the columns. A Gauss-Newton Laplace approximation
+        in the codes takes ``J^T F J`` from it.
+        """
+        size = logits.shape[-1]
+        fisher = logits.new_zeros(*logits.shape[:-1], size, size)
+        start = 0
+        for column, k, column_logits in zip(
+            self.categorical_index, self.n_categories, self._split_logits(logits), strict=True
+        ):
+            width = column_logits.shape[-1]
+            if not width:
+                continue
+            present = ~torch.isnan(x[..., column]).expand(logits.shape[:-1])
+            if k == 2:
+                p = torch.sigmoid(column_logits)
+                block = torch.diag_embed(p * (1 - p))
+            else:
+                p = column_logits.softmax(-1)
+                block = torch.diag_embed(p) - p.unsqueeze(-1) * p.unsqueeze(-2)
+            block = torch.where(present[..., None, None], block, 0.0)
+            fisher[..., start : start + width, start : start + width] = block
+            start += width
+        return fisher
 
     def _fill(self, params: Tensor, continuous: Tensor | None, categorical: list[Tensor]) -> Tensor:
         out = params.new_empty(*params.shape[:-1], self.n_features)

@@ -188,3 +188,64 @@ def test_a_row_with_no_usable_posterior_mode_warns_with_the_count(digits_pae):
     with pytest.warns(RuntimeWarning, match=r"no posterior mode could be found for 1 row\(s\)"):
         filled = pae.impute(X_missing)
     assert np.isfinite(filled).all()
+
+
+@pytest.fixture(scope="module")
+def mixed_table():
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=800)
+    return pd.DataFrame(
+        {
+            "a": z + 0.1 * rng.normal(size=800),
+            "b": 2 * z + 0.1 * rng.normal(size=800),
+            "level": pd.Categorical(np.where(z > 0.5, "high", np.where(z < -0.5, "low", "mid"))),
+            "positive": (z > 0).astype(object),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def mixed_pae(mixed_table):
+    return PAE(n_components=1, max_epochs=60, flow_max_epochs=30, random_state=0).fit(mixed_table.iloc[:600])
+
+
+def test_impute_fills_categories_from_the_posterior(mixed_pae, mixed_table):
+    truth = mixed_table.iloc[600:].reset_index(drop=True)
+    holes = truth.copy()
+    holes.loc[:99, "level"] = np.nan
+    holes.loc[50:149, "positive"] = None
+    holes.loc[150:, "a"] = np.nan
+    settings = {"n_samples": 30, "n_steps": 50}
+    filled, std = mixed_pae.impute(holes, return_std=True, **settings)
+    assert list(filled.dtypes) == list(mixed_table.dtypes) and filled.notna().all().all()
+    assert (filled.iloc[100:, 2] == truth.iloc[100:, 2]).all()  # observed categories are kept
+    # the continuous entries a row still has tell its category: far above the majority class
+    majority = truth["level"][:100].value_counts(normalize=True).max()
+    assert (filled["level"][:100] == truth["level"][:100]).mean() > max(0.75, majority + 0.2)
+    assert (filled["positive"][50:150] == truth["positive"][50:150]).mean() > 0.75
+    assert np.isnan(std[:100, 2]).all() and (std[100:, 2] == 0).all()  # a filled label has no std
+    assert (std[150:, 0] > 0).all() and (std[:150, 0] == 0).all()
+    probabilities = mixed_pae.impute_category_proba(holes, **settings)
+    assert [p.shape for p in probabilities] == [(200, 3), (200, 2)]
+    np.testing.assert_allclose([p.sum(axis=1) for p in probabilities], 1.0, rtol=1e-9)
+    codes = filled["level"].cat.codes.to_numpy()
+    assert (probabilities[0].argmax(axis=1) == codes).all()  # impute's category is the most probable one
+    assert (probabilities[0][np.arange(100, 200), codes[100:]] == 1).all()  # observed: probability 1
+    assert 0.02 < probabilities[0][:100].max(axis=1).min()
+
+
+def test_posterior_draws_and_noise_with_categorical_columns(mixed_pae, mixed_table):
+    holes = mixed_table.iloc[600:610].copy()
+    holes.iloc[:5, 2] = np.nan
+    draws = mixed_pae.sample_posterior(holes, n_samples=20, random_state=0, n_steps=30)
+    assert draws.shape == (10, 20, 4)
+    assert set(np.unique(draws[:, :, 2])) <= {0.0, 1.0, 2.0}
+    np.testing.assert_array_equal(
+        draws[5:, :, 2], np.broadcast_to(holes.iloc[5:, 2].cat.codes.to_numpy()[:, None], (5, 20))
+    )
+    clean = mixed_pae.denoise(mixed_table.iloc[600:605], noise_std=[0.1, 0.1, 0.0, 0.0], n_steps=30)
+    assert list(clean["level"]) == list(mixed_table["level"].iloc[600:605])
+    with pytest.raises(ValueError, match=r"noise_std must be 0 on the categorical columns \[2, 3\]"):
+        mixed_pae.denoise(mixed_table.iloc[600:605], noise_std=0.1)

@@ -126,3 +126,15 @@ def test_point_estimate_is_the_most_probable_category_and_the_unstandardized_mea
     np.testing.assert_allclose([q.sum(-1).numpy() for q in probabilities], 1.0)
     draws = head.sample_values(params, 7)
     assert draws.shape == (7, 5, 4) and set(np.unique(draws[..., 3].numpy())) <= {0.0, 1.0, 2.0}
+
+
+def test_logit_fisher_is_the_hessian_of_the_categorical_negative_log_likelihood():
+    head, params = _head_and_params()
+    x = torch.tensor([[0.5, 1, -1.0, 2], [3.0, np.nan, -2.5, 0], [1.0, 0, 0.0, np.nan]], dtype=torch.float64)
+    logits = head.category_logits(params[:3])
+    fisher = head.logits_fisher(logits, x)
+    for i in range(3):
+        hessian = torch.autograd.functional.hessian(lambda row, i=i: -head.logits_log_prob(row, x[i]), logits[i])
+        torch.testing.assert_close(fisher[i], hessian, rtol=1e-10, atol=1e-12)
+    assert (fisher[1, 0] == 0).all() and (fisher[2, 1:, 1:] == 0).all()  # missing entries carry no information
+    assert (fisher[0, 0, 1:] == 0).all()  # block diagonal over the columns
