@@ -11,6 +11,7 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._base import forget_fitted_attributes
+from ._table import _categorical_dtype, check_table, is_dataframe, table_output
 from ._version import PersistenceMixin
 from .flows import FLOW_NAMES
 from .models import PAE
@@ -36,6 +37,14 @@ class PAEImputer(PersistenceMixin, OneToOneFeatureMixin, TransformerMixin, BaseE
     the posterior std (0 for observed entries), so ``mean ± 1.645 std`` is a
     90% interval.
 
+    **Categorical columns** (a DataFrame's ``category``, ``object`` or
+    ``bool`` columns, or ``categorical_features``) are modelled by the PAE's
+    categorical outputs: a missing category is filled with its most probable
+    category under the posterior (the average over the posterior draws of the
+    decoder's category probabilities, :meth:`impute_category_proba`), and
+    ``transform`` returns the fitted column types (a DataFrame with the same
+    dtypes and categories when fitted on one). A filled category has std NaN.
+
     **Calibration on held-out entries.** A model fitted to a few hundred rows
     of skewed or discrete features can impute worse than the feature mean,
     and its Laplace posterior is often too narrow. So ``fit`` hides a further
@@ -53,6 +62,11 @@ class PAEImputer(PersistenceMixin, OneToOneFeatureMixin, TransformerMixin, BaseE
     n_components : int or "auto", default="auto"
         Latent dimension of the PAE; ``"auto"`` chooses it from the data (see
         :class:`~skprobae.PAE`).
+    categorical_features : "from_dtype", None, array-like of int, str or bool, default="from_dtype"
+        Categorical columns, as for :class:`~skprobae.PAE`: ``"from_dtype"``
+        takes a DataFrame's ``category``, ``object``, ``string`` and ``bool``
+        columns; indices, names or a boolean mask name them (numeric values
+        are then the categories); None treats every column as continuous.
     hidden_layer_sizes : tuple of int, default=(64,)
         Hidden widths of the PAE's encoder (the decoder mirrors them).
     activation : str, default="relu"
@@ -90,8 +104,15 @@ class PAEImputer(PersistenceMixin, OneToOneFeatureMixin, TransformerMixin, BaseE
         Weight of the posterior mean against the feature mean, learned on the
         held-out entries (1: the posterior mean as it is).
     std_scale_ : ndarray of shape (n_features,)
-        Factor applied to the posterior std, learned on the held-out entries.
+        Factor applied to the posterior std, learned on the held-out entries
+        (1 for categorical columns).
+    is_categorical_ : ndarray of bool of shape (n_features,)
+        Which columns are categorical.
+    categories_ : list of ndarray
+        The categories of each categorical column, in column order.
     n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Column names of a DataFrame passed to ``fit``.
 
     Examples
     --------
@@ -110,6 +131,7 @@ class PAEImputer(PersistenceMixin, OneToOneFeatureMixin, TransformerMixin, BaseE
 
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "categorical_features": [StrOptions({"from_dtype"}), "array-like", str, None],
         "hidden_layer_sizes": [tuple, list],
         "activation": [str],
         "flow": [StrOptions(set(FLOW_NAMES))],
@@ -134,6 +156,7 @@ class PAEImputer(PersistenceMixin, OneToOneFeatureMixin, TransformerMixin, BaseE
     def __init__(
         self,
         n_components="auto",
+        categorical_features="from_dtype",
         hidden_layer_sizes=(64,),
         activation="relu",
         flow="auto",
@@ -155,6 +178,7 @@ class PAEImputer(PersistenceMixin, OneToOneFeatureMixin, TransformerMixin, BaseE
         verbose=0,
     ):
         self.n_components = n_components
+        self.categorical_features = categorical_features
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.flow = flow
@@ -178,6 +202,7 @@ class PAEImputer(PersistenceMixin, OneToOneFeatureMixin, TransformerMixin, BaseE
     def _make_pae(self, seed: int) -> PAE:
         return PAE(
             n_components=self.n_components,
+            categorical_features=self.is_categorical_ if self.is_categorical_.any() else None,
             hidden_layer_sizes=self.hidden_layer_sizes,
             activation=self.activation,
             flow=self.flow,
@@ -194,15 +219,16 @@ class PAEImputer(PersistenceMixin, OneToOneFeatureMixin, TransformerMixin, BaseE
             verbose=self.verbose,
         )
 
+    def _posterior_settings(self) -> dict:
+        return {
+            "n_restarts": self.n_restarts,
+            "n_samples": self.n_posterior_samples,
+            "n_steps": self.posterior_steps,
+            "random_state": self._posterior_seed,
+        }
+
     def _posterior_mean(self, Z: np.ndarray, return_std: bool):
-        return self.pae_.impute(
-            Z,
-            return_std=return_std,
-            n_restarts=self.n_restarts,
-            n_samples=self.n_posterior_samples,
-            n_steps=self.posterior_steps,
-            random_state=self._posterior_seed,
-        )
+        return self.pae_.impute(Z, return_std=return_std, **self._posterior_settings())
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -227,22 +253,46 @@ class PAEImputer(PersistenceMixin, OneToOneFeatureMixin, TransformerMixin, BaseE
             forget_fitted_attributes(self)
             raise
 
+    def _uses_table(self, X) -> bool:
+        """Whether ``X`` has categorical columns (a DataFrame's dtypes, or ``categorical_features``)."""
+        spec = self.categorical_features
+        if spec is None:
+            return False
+        if isinstance(spec, str) and spec == "from_dtype":
+            return is_dataframe(X) and any(_categorical_dtype(dtype) for dtype in X.dtypes)
+        return True
+
+    def _check_X(self, X, reset: bool) -> np.ndarray:
+        """Rows as float64, category codes in the categorical columns, NaN where missing."""
+        if reset:
+            self.is_categorical_, self.categories_ = np.zeros(0, dtype=bool), []
+        table = self._uses_table(X) if reset else self.is_categorical_.any()
+        if not table:
+            X = validate_data(self, X, reset=reset, dtype=np.float64, ensure_all_finite="allow-nan")
+            if reset:
+                self.is_categorical_ = np.zeros(X.shape[1], dtype=bool)
+            return X
+        values, _ = check_table(self, X, reset=reset, allow_empty_rows=True, float32_range=False)
+        return np.asarray(values, dtype=np.float64)
+
     def _fit(self, X) -> PAEImputer:
-        X = validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan")
+        X = self._check_X(X, reset=True)
         missing = np.isnan(X)
+        continuous = ~self.is_categorical_
         observed_any = ~missing.all(axis=0)
         mean = np.zeros(X.shape[1])
         scale = np.ones(X.shape[1])
-        mean[observed_any] = np.nanmean(X[:, observed_any], axis=0)
-        std = np.nanstd(X[:, observed_any], axis=0)
+        measured = observed_any & continuous  # category codes are not standardized
+        mean[measured] = np.nanmean(X[:, measured], axis=0)
+        std = np.nanstd(X[:, measured], axis=0)
         # a constant column's std can come out as rounding noise (1e-17): treat it as constant
-        constant = std <= 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean[observed_any]), 1.0)
-        scale[observed_any] = np.where(constant, 1.0, std)
+        constant = std <= 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean[measured]), 1.0)
+        scale[measured] = np.where(constant, 1.0, std)
         self.mean_, self.scale_ = mean, scale
         Z = (X - mean) / scale
         rng = check_random_state(self.random_state)
         self._posterior_seed = int(rng.randint(np.iinfo(np.int32).max))
-        held_out = ~missing & (rng.random_sample(X.shape) < self.calibration_fraction)
+        held_out = ~missing & (rng.random_sample(X.shape) < self.calibration_fraction) & continuous
         Z_train = np.where(held_out, np.nan, Z)
         hidden = missing | held_out
         usable = ~hidden.all(axis=1)  # rows with an observed entry left to train on
@@ -260,7 +310,11 @@ class PAEImputer(PersistenceMixin, OneToOneFeatureMixin, TransformerMixin, BaseE
         if held_out.any():
             rows = held_out.any(axis=1)
             predicted, std = self._posterior_mean(Z_train[rows], return_std=True)
-            self.shrinkage_, self.std_scale_ = _calibrate(Z[rows], predicted, std, held_out[rows])
+            shrinkage, std_scale = _calibrate(Z[rows], predicted, std, held_out[rows])
+            self.shrinkage_, self.std_scale_ = (
+                np.where(continuous, shrinkage, 1.0),
+                np.where(continuous, std_scale, 1.0),
+            )
         return self
 
     def transform(self, X, return_std: bool = False):
@@ -275,14 +329,49 @@ class PAEImputer(PersistenceMixin, OneToOneFeatureMixin, TransformerMixin, BaseE
 
         Returns
         -------
-        X_filled : ndarray of shape (n_samples, n_features)
+        X_filled : ndarray or DataFrame of shape (n_samples, n_features)
+            Float64; with categorical columns, the fitted column types (a
+            DataFrame with the fitted dtypes and categories when fitted on one).
         X_std : ndarray of shape (n_samples, n_features), only if ``return_std``
+            NaN for a filled category.
         """
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.float64, ensure_all_finite="allow-nan")
+        X = self._check_X(X, reset=False)
         filled, std = self._posterior_mean((X - self.mean_) / self.scale_, return_std=True)
         filled = np.where(np.isnan(X), self.shrinkage_ * filled * self.scale_ + self.mean_, X)
+        filled = table_output(self, filled)
         return (filled, self.std_scale_ * std * self.scale_) if return_std else filled
+
+    def impute_category_proba(self, X) -> list[np.ndarray]:
+        """Posterior probabilities of the categories of each categorical column.
+
+        ``transform`` fills a missing category with the most probable one
+        (the same posterior draws); an observed entry gets probability 1 on
+        its category.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+            NaN (or None / pd.NA in a DataFrame) marks a missing entry.
+
+        Returns
+        -------
+        probabilities : list of ndarray of shape (n_samples, n_categories)
+            One array per categorical column in the order of ``categories_``
+            (column ``j`` of array ``i`` is the probability of
+            ``categories_[i][j]``); empty without categorical columns.
+        """
+        check_is_fitted(self)
+        X = self._check_X(X, reset=False)
+        if not self.is_categorical_.any():
+            return []
+        per_pae_category = self.pae_.impute_category_proba((X - self.mean_) / self.scale_, **self._posterior_settings())
+        probabilities = []
+        for levels, seen, p in zip(self.categories_, self.pae_.categories_, per_pae_category, strict=True):
+            full = np.zeros((len(X), len(levels)))  # a category never observed in fit keeps probability 0
+            full[:, seen.astype(int)] = p
+            probabilities.append(full)
+        return probabilities
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
