@@ -181,8 +181,8 @@ def block_rows(cost: RowCost, device: torch.device | str) -> int:
     """
     kind = "cpu" if torch.device(device).type == "cpu" else "cuda"
     working_memory = get_config()["working_memory"]
-    if kind == "cpu":
-        working_memory = min(working_memory, CPU_BLOCK_MIB)
+    if kind == "cpu":  # our cache-sized cap, never below one row: only the user's own budget may warn
+        working_memory = min(working_memory, max(CPU_BLOCK_MIB, cost.bytes / 2**20))
     by_memory = get_chunk_n_rows(cost.bytes, max_n_rows=MAX_BLOCK_ROWS[kind], working_memory=working_memory)
     seconds = max(BLOCK_SECONDS[kind], OVERHEAD_FACTOR * cost.ops * OP_SECONDS[kind])
     row_seconds = cost.flops / FLOP_RATE[kind] + cost.moved / BYTE_RATE[kind]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import math
 from collections.abc import Iterator, Sequence
 
@@ -169,7 +170,7 @@ class FlowAdapter(nn.Module):
     def _check(self, n_features: int) -> None:
         try:
             with torch.no_grad():
-                probe = torch.zeros(2, n_features, dtype=next(self.parameters()).dtype)
+                probe = torch.zeros(2, n_features, dtype=self.dtype, device=self._device)
                 u, _ = self.to_base(probe)
         except (RuntimeError, ValueError, IndexError) as exc:
             raise ValueError(f"The flow does not accept {n_features}-dimensional inputs (n_components): {exc}") from exc
@@ -189,9 +190,23 @@ class FlowAdapter(nn.Module):
         Returns
         -------
         torch.dtype
-            The dtype of the flow's first parameter.
+            The dtype of the flow's first parameter (or buffer; float32 for a
+            flow that holds neither).
         """
-        return next(self.parameters()).dtype
+        tensor = self._first_tensor()
+        return tensor.dtype if tensor is not None else torch.float32
+
+    @property
+    def _device(self) -> torch.device:
+        tensor = self._first_tensor()
+        return tensor.device if tensor is not None else torch.device("cpu")
+
+    def _first_tensor(self) -> Tensor | None:
+        """The flow's first floating-point parameter or buffer: where and in what dtype it computes."""
+        for tensor in itertools.chain(self.parameters(), self.buffers()):
+            if tensor.is_floating_point():
+                return tensor
+        return None
 
     def to_base(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """The map ``u = b(z)`` into the base space and ``log |det db/dz|`` per row.
@@ -271,6 +286,6 @@ class FlowAdapter(nn.Module):
         Tensor of shape (n_samples, n_features)
             The draws, in the flow's dtype, on the flow's device.
         """
-        device = next(self.parameters()).device
+        device = self._device
         u = torch.randn(n_samples, self.n_features, generator=generator, dtype=torch.float64)
         return self.from_base(temperature * u.to(device))

@@ -3,6 +3,7 @@
 import itertools
 import mmap
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -167,6 +168,11 @@ def test_block_rows_balance_padding_against_fixed_costs():
         assert block_rows(RowCost(bytes=2**20, flops=1.0), "cuda") == 4
     with config_context(working_memory=1024):  # CPU blocks stay cache-sized
         assert block_rows(RowCost(bytes=2**20, flops=1.0), "cpu") == _engine.CPU_BLOCK_MIB
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a row above the cache-sized cap but within working_memory: no warning
+            assert block_rows(RowCost(bytes=20 * 2**20, flops=1.0), "cpu") == 1
+    with config_context(working_memory=4), pytest.warns(UserWarning, match="working_memory"):
+        block_rows(RowCost(bytes=20 * 2**20, flops=1.0), "cpu")  # the user's own budget is too small: say so
 
 
 def test_threads_follow_the_work_and_are_restored():

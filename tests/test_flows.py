@@ -36,3 +36,17 @@ def test_adapter_computes_in_its_dtype_over_any_leading_dims():
     torch.testing.assert_close(log_det.reshape(10), flat_log_det)
     assert adapter.log_prob(z).dtype == torch.float64
     torch.testing.assert_close(adapter.from_base(u), z.float(), rtol=1e-4, atol=1e-4)
+
+
+def test_a_flow_without_parameters_is_accepted_and_computes_in_its_buffers_dtype():
+    zuko = pytest.importorskip("zuko")
+    from zuko.distributions import DiagNormal
+    from zuko.transforms import DependentTransform, SoftclipTransform
+
+    base = zuko.flows.UnconditionalDistribution(DiagNormal, torch.zeros(2), torch.ones(2), buffer=True)
+    layer = zuko.flows.UnconditionalTransform(lambda: DependentTransform(SoftclipTransform(5.0), 1))
+    flow = FlowAdapter(zuko.flows.Flow(transform=[layer], base=base).double(), 2)
+    assert not list(flow.parameters()) and flow.dtype == torch.float64
+    u, log_det = flow.to_base(torch.zeros(4, 2))
+    assert u.dtype == torch.float64 and log_det.shape == (4,)
+    assert flow.sample(3, generator=torch.Generator().manual_seed(0)).shape == (3, 2)

@@ -313,6 +313,9 @@ class VAE(BaseAutoencoder):
         Returns
         -------
         samples : ndarray of shape (n_rows, n_samples, n_features)
+            Float64; a categorical column holds category codes (indices into
+            ``categories_``), as a three-dimensional array cannot carry the
+            fitted column types (:meth:`sample` and :meth:`reconstruct` do).
         """
         check_is_fitted(self)
         X = self._check_X(X)
