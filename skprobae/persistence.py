@@ -141,7 +141,10 @@ class _Writer:
         histories = {id(net.history): key for key, net in nets.items()}
         return {
             "class": name,
-            "params": {key: self.param(value, f"{name} parameter {key!r}") for key, value in params.items()},
+            "params": {
+                key: self.param(value, f"{name} parameter {key!r}", takes_class=f"{key}_kwargs" in params)
+                for key, value in params.items()
+            },
             "nets": {key: self.net(estimator, key, net, f"{prefix}{key}/") for key, net in nets.items()},
             "attributes": {
                 key: (
@@ -175,16 +178,25 @@ class _Writer:
             "history": self.value(list(net.history), f"{type(estimator).__name__}.{name}.history", prefix + "history"),
         }
 
-    def param(self, value: Any, where: str, key: str = "") -> Any:
-        """A constructor parameter: JSON values, tuples, dicts, numpy scalars, ``nn.Module`` classes."""
+    def param(self, value: Any, where: str, key: str = "", takes_class: bool = True) -> Any:
+        """A constructor parameter: JSON values, tuples, dicts, numpy scalars, ``nn.Module`` classes.
+
+        ``takes_class``: whether the parameter also accepts a class (with a ``*_kwargs`` companion), which
+        the error for a module instance then suggests.
+        """
         if inspect.isclass(value):
             return {"__class__": _class_path(value, where)}
         if isinstance(value, nn.Module):
+            instead = (
+                "pass the class (with its arguments in the *_kwargs parameter)"
+                if takes_class
+                else "pass one of the parameter's names instead (e.g. flow='maf' with flow_transforms and "
+                "flow_hidden_layer_sizes)"
+            )
             raise TypeError(
                 f"{where} is a {type(value).__name__} instance. skprobae.save stores the classes of custom networks "
-                "by import path, never objects, whose code a data file cannot describe: pass the class (with its "
-                "arguments in the *_kwargs parameter), or persist this model with joblib.dump or pickle (which "
-                "run code when loaded: load only files you trust)."
+                f"by import path, never objects, whose code a data file cannot describe: {instead}, or persist "
+                "this model with joblib.dump or pickle (which run code when loaded: load only files you trust)."
             )
         if isinstance(value, (tuple, list, dict)):
             return self._container(value, where, key, self.param)
