@@ -1293,8 +1293,28 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
             return None
         return np.sort(rng.permutation(len(X))[:n_rows])
 
+    _offset_params: tuple[str, ...] = ()
+    """Runtime parameters that change ``score_samples``: ``offset_`` holds only for the values it was fitted with."""
+
     def _fit_offset(self, X: np.ndarray, rng: np.random.RandomState) -> None:
         self.offset_ = self._offset_from(self._score_samples(X, rows=self._offset_rows(X, rng)))
+        self._offset_settings = {name: getattr(self, name) for name in self._offset_params}
+
+    def _check_offset_settings(self) -> None:
+        """Warn when ``set_params`` after fit changed how scores are computed, so ``offset_`` is of other scores."""
+        fitted = getattr(self, "_offset_settings", None) or {}
+        changed = {name: value for name, value in fitted.items() if getattr(self, name) != value}
+        if changed:
+            now = ", ".join(f"{name}={getattr(self, name)!r}" for name in changed)
+            then = ", ".join(f"{name}={value!r}" for name, value in changed.items())
+            warnings.warn(
+                f"{type(self).__name__}: offset_ is the contamination quantile of training scores computed with "
+                f"{then}; score_samples now uses {now} (set_params after fit), so decision_function and predict "
+                "compare against a threshold of slightly different scores. Refit to recompute offset_, or set "
+                f"{then} back.",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def _offset_from(self, training_scores: np.ndarray) -> float:
         """The ``contamination`` quantile of the training scores (``"auto"``: Tukey's lower fence); finite scores."""
@@ -1321,6 +1341,7 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         -------
         scores : ndarray of shape (n_samples,), float64
         """
+        self._check_offset_settings()
         return self.score_samples(X) - self.offset_
 
     def predict(self, X) -> np.ndarray:

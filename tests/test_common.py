@@ -146,3 +146,19 @@ def test_rows_that_overflow_float32_are_recomputed_in_float64(fitted, data):
     np.testing.assert_allclose(scores[[0, 2, 3]], fitted.score_samples(far[[0, 2, 3]]), rtol=1e-6)
     for method in ("transform", "reconstruct"):  # finite either way (1e20 is within float32)
         assert np.isfinite(getattr(fitted, method)(far)).all()
+
+
+@pytest.mark.parametrize("cls", [cls for cls in AUTOENCODERS if "n_importance_samples" in cls().get_params()])
+def test_a_score_setting_changed_after_fit_warns_that_offset_is_of_other_scores(cls, data):
+    model = small(cls).fit(data)
+    fitted_value = model.n_importance_samples
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.predict(data[:5])
+    model.set_params(n_importance_samples=fitted_value + 3)
+    with pytest.warns(UserWarning, match=rf"computed with n_importance_samples={fitted_value}; .* now uses"):
+        model.predict(data[:5])
+    model.set_params(n_importance_samples=fitted_value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.decision_function(data[:5])

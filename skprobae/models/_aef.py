@@ -338,6 +338,8 @@ class AEF(BaseAutoencoder):
             rows = split.held_out[rng.permutation(len(split.held_out))[:_PROPOSAL_ROWS]]
             self.importance_scale_ = self._choose_proposal_scale(X[np.sort(rows)])
 
+    _offset_params = ("n_importance_samples",)
+
     def _cost_key(self) -> tuple:
         return (self.n_importance_samples,)
 

@@ -266,6 +266,8 @@ class VAE(BaseAutoencoder):
         if not self._continuing:  # the importance draws stay those of the first fit
             self._importance_seed = draw_seed(rng)
 
+    _offset_params = ("n_importance_samples",)
+
     def _cost_key(self) -> tuple:
         return (self.n_importance_samples,)
 
