@@ -1182,7 +1182,23 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         X = self._check_X(X)
         result = self._run(kind, partial(self._reconstruct, return_std=bool(return_std)), X)
         result = self._finite("reconstruct", X, result, return_std=return_std, checked=1)
-        return (table_output(self, result[0]), result[1]) if return_std else table_output(self, result)
+        if not return_std:
+            return table_output(self, result)
+        self._warn_undefined_std(result[1])
+        return table_output(self, result[0]), result[1]
+
+    def _warn_undefined_std(self, std: np.ndarray) -> None:
+        """Say how many continuous entries have no std (a Student-t with df <= 2 has no variance); none silently."""
+        continuous = ~np.asarray(getattr(self, "is_categorical_", np.zeros(std.shape[1], dtype=bool)))
+        undefined = ~np.isfinite(std[:, continuous])
+        if undefined.any():
+            warnings.warn(
+                f"{type(self).__name__}.reconstruct: the std is undefined (NaN or inf) for {int(undefined.sum())} of "
+                f"{undefined.size} continuous entries, where the output distribution has no variance (a "
+                "Student-t with df <= 2). Use the normal families for intervals, or the point estimate only.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def predict_category_proba(self, X) -> list[np.ndarray]:
         """Per-category probabilities of every categorical column in the reconstruction of each row.
