@@ -669,11 +669,11 @@ class PAE(BaseAutoencoder):
         bounds = (self._tensor(self.feature_bounds_[0]), self._tensor(self.feature_bounds_[1]))
         prior, module = self._prior, self._module
         categorical_columns = np.flatnonzero(self.is_categorical_)
+        is_categorical = self._tensor(self.is_categorical_) > 0
+        head = module.head
         if len(categorical_columns):  # drawn after the others: models without categories keep their draws
             category_uniform = torch.rand(n_samples, len(categorical_columns), generator=generator, dtype=torch.float64)
             category_uniform = category_uniform.to(self._device)
-            is_categorical = self._tensor(self.is_categorical_) > 0
-            head = module.head
 
         def decode(u: Tensor) -> Tensor:  # the posterior search is float64; the networks compute in their dtype
             if not len(categorical_columns):
@@ -685,16 +685,9 @@ class PAE(BaseAutoencoder):
             x = x.double()
             observed = ~torch.isnan(x)
             settings = PosteriorSettings(n_restarts, steps, self.map_learning_rate, n_samples)
-            if not len(categorical_columns):
-                start = prior.to_base(module.encode(torch.where(observed, x, fill)))[0].double()
-                result = posterior_draws(
-                    decode, start, x, observed, sigma, noise, restart_noise, draw_uniform, draw_noise, settings, bounds
-                )
-                post_mean, post_std = result.moments()
-                return post_mean, post_std, result.draws(clean_noise), result.failed
-            # a missing category enters the encoder as missing (no one-hot), a missing number at its mean
+            # the encoder sees a missing number at its training mean, a missing category as missing (no one-hot)
             start = prior.to_base(module.encode(torch.where(observed | is_categorical, x, fill)))[0].double()
-            categorical = CategoricalColumns(head, x)
+            categorical = CategoricalColumns(head, x) if len(categorical_columns) else None
             result = posterior_draws(
                 decode, start, x, observed & ~is_categorical, sigma, noise, restart_noise, draw_uniform, draw_noise,
                 settings, bounds, categorical,
@@ -702,7 +695,8 @@ class PAE(BaseAutoencoder):
             post_mean, post_std = result.moments()
             draws = result.draws(clean_noise)
             probabilities = []
-            for i, (j, per_draw) in enumerate(zip(categorical_columns, result.category_probabilities, strict=True)):
+            per_column = result.category_probabilities or []
+            for i, (j, per_draw) in enumerate(zip(categorical_columns, per_column, strict=True)):
                 known = observed[:, j]
                 code = x[:, j].nan_to_num(0.0).long()
                 given = nn.functional.one_hot(code, per_draw.shape[-1]).double()
