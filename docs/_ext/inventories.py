@@ -14,7 +14,8 @@ from __future__ import annotations
 import zlib
 from pathlib import Path
 
-# project -> (base URL, {role: {name: relative URI}}); "$" in a URI stands for the name.
+# project -> (base URL, {role: {name: relative URI}}); "$" in a URI stands for the name; "URI | title" gives a
+# label the title a reference without its own shows.
 _SKLEARN_API = "modules/generated/$.html#$"
 _NUMPY_API = "reference/generated/$.html#$"
 _TORCH_API = "generated/$.html#$"
@@ -62,7 +63,17 @@ PROJECTS: dict[str, tuple[str, dict[str, dict[str, str]]]] = {
                 _SKLEARN_API,
             ),
             "std:term": {"meta-estimator": "glossary.html#term-meta-estimator"},
-            "std:label": {"metadata_routing": "metadata_routing.html#metadata-routing"},
+            "std:label": {
+                "metadata_routing": "metadata_routing.html#metadata-routing",
+                # set_output's docstring, inherited by the transformers
+                "df_output_transform": (
+                    "modules/df_output_transform.html#df-output-transform | Pandas/Polars output for transformers"
+                ),
+                "sphx_glr_auto_examples_miscellaneous_plot_set_output.py": (
+                    "auto_examples/miscellaneous/plot_set_output.html"
+                    "#sphx-glr-auto-examples-miscellaneous-plot-set-output-py | Introducing the set_output API"
+                ),
+            },
         },
     ),
     "numpy": (
@@ -144,8 +155,9 @@ def _inventory_bytes(project: str, entries: dict[str, dict[str, str]]) -> bytes:
     header += "# The remainder of this file is compressed using zlib.\n"
     lines = []
     for role, names in entries.items():
-        for name, uri in sorted(names.items()):
-            display = "-" if role.startswith("py:") else name
+        for name, target in sorted(names.items()):
+            uri, _, title = target.partition(" | ")  # "uri | title": a label's own display title
+            display = "-" if role.startswith("py:") else (title or name)
             lines.append(f"{name} {role} 1 {uri.replace('$', name)} {display}\n")
     return header.encode() + zlib.compress("".join(lines).encode())
 
