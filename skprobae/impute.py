@@ -360,6 +360,23 @@ class PAEImputer(PersistenceMixin, OneToOneFeatureMixin, TransformerMixin, BaseE
             One array per categorical column in the order of ``categories_``
             (column ``j`` of array ``i`` is the probability of
             ``categories_[i][j]``); empty without categorical columns.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import pandas as pd
+        >>> from skprobae.impute import PAEImputer
+        >>> rng = np.random.default_rng(0)
+        >>> size = rng.normal(size=200)
+        >>> table = pd.DataFrame({"size": size, "kind": pd.Categorical(np.where(size > 0, "big", "small"))})
+        >>> table.loc[:9, "kind"] = np.nan
+        >>> imputer = PAEImputer(max_epochs=5, flow_max_epochs=5, n_posterior_samples=10, posterior_steps=10,
+        ...                      random_state=0).fit(table)
+        >>> filled = imputer.transform(table)
+        >>> filled["kind"].dtype == table["kind"].dtype, bool(filled["kind"].notna().all())
+        (True, True)
+        >>> [p.shape for p in imputer.impute_category_proba(table)]  # one array per categorical column
+        [(200, 2)]
         """
         check_is_fitted(self)
         X = self._check_X(X, reset=False)

@@ -790,6 +790,24 @@ class PAE(BaseAutoencoder):
             One array per categorical column in the order of ``categories_``
             (column ``j`` of array ``i`` is the probability of
             ``categories_[i][j]``); empty when the model has no categorical column.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import pandas as pd
+        >>> from skprobae import PAE
+        >>> rng = np.random.default_rng(0)
+        >>> size = rng.normal(size=300)
+        >>> table = pd.DataFrame({"size": size, "kind": pd.Categorical(np.where(size > 0, "big", "small"))})
+        >>> pae = PAE(max_epochs=20, flow_max_epochs=5, random_state=0).fit(table)
+        >>> holes = table.iloc[:4].copy()
+        >>> holes.loc[:, "kind"] = np.nan  # the size is known, the kind is not
+        >>> proba = pae.impute_category_proba(holes, n_samples=20, n_steps=20)[0]
+        >>> proba.shape, bool(np.allclose(proba.sum(axis=1), 1))
+        ((4, 2), True)
+        >>> filled = pae.impute(holes, n_samples=20, n_steps=20)  # the most probable kind, as a DataFrame
+        >>> bool((filled["kind"].cat.codes.to_numpy() == proba.argmax(axis=1)).all())
+        True
         """
         return self._impute(X, n_restarts, n_samples, n_steps, random_state)[2]
 
