@@ -23,6 +23,18 @@ def sum_features(terms: Tensor) -> Tensor:
     return terms.sum(-1, dtype=torch.float64)
 
 
+def batch_mean(values: Tensor, weight: Tensor | None = None) -> Tensor:
+    """Mean of per-row values over a batch; with ``weight``, of ``weight * values`` (``fit``'s ``sample_weight``).
+
+    Weights are those of the rows (``fit`` scales them to mean 1 over the
+    training rows, so a weighted batch's loss is on the unweighted scale);
+    without them the plain mean, bit for bit as before.
+    """
+    if weight is None:
+        return values.mean()
+    return (values * weight.to(values.dtype)).mean()
+
+
 def positive(raw: Tensor) -> Tensor:
     """Map unconstrained values to strictly positive ones: ``softplus(raw) + 1e-6``.
 
@@ -313,8 +325,12 @@ class OutputDistribution(nn.Module):
         """
         return nll
 
-    def loss(self, params: Tensor, x: Tensor) -> Tensor:
+    def loss(self, params: Tensor, x: Tensor, weight: Tensor | None = None) -> Tensor:
         """Training loss of a batch: the mean negative log-likelihood, through :meth:`scale_loss`.
+
+        A family that overrides it must accept ``weight`` and weight each
+        row's term by it (:func:`batch_mean`), so that ``fit(X,
+        sample_weight=...)`` trains it.
 
         Parameters
         ----------
@@ -322,13 +338,15 @@ class OutputDistribution(nn.Module):
             Raw decoder output.
         x : Tensor of shape (n, n_features)
             The batch.
+        weight : Tensor of shape (n,), optional
+            Per-row weights (``sample_weight``); None weighs every row 1.
 
         Returns
         -------
         Tensor
             A scalar, differentiable with respect to ``params``.
         """
-        return self.scale_loss(-self.log_prob(params, x).mean())
+        return self.scale_loss(-batch_mean(self.log_prob(params, x), weight))
 
     def point_estimate(self, params: Tensor) -> Tensor:
         """The mean (normal families) or mode (Student-t families) of ``x``.

@@ -6,7 +6,16 @@ import torch
 from torch import Tensor
 from torch.distributions import Independent, MultivariateNormal, Normal
 
-from ._base import LOG_2PI, OutputDistribution, lower_cholesky, n_tril, observed_block_cholesky, positive, sum_features
+from ._base import (
+    LOG_2PI,
+    OutputDistribution,
+    batch_mean,
+    lower_cholesky,
+    n_tril,
+    observed_block_cholesky,
+    positive,
+    sum_features,
+)
 
 
 class UnitNormal(OutputDistribution):
@@ -75,10 +84,12 @@ class SquaredError(UnitNormal):
     def scale_loss(self, nll: Tensor) -> Tensor:
         return nll * (2.0 / self.n_features) - LOG_2PI
 
-    def loss(self, params: Tensor, x: Tensor) -> Tensor:
-        return ((x - params) ** 2).mean()
+    def loss(self, params: Tensor, x: Tensor, weight: Tensor | None = None) -> Tensor:
+        if weight is None:
+            return ((x - params) ** 2).mean()
+        return batch_mean(((x - params) ** 2).mean(-1), weight)
 
-    def loss_observed(self, params: Tensor, x: Tensor, observed: Tensor) -> Tensor:
+    def loss_observed(self, params: Tensor, x: Tensor, observed: Tensor, weight: Tensor | None = None) -> Tensor:
         """Mean squared error over the observed entries.
 
         Parameters
@@ -89,6 +100,9 @@ class SquaredError(UnitNormal):
             The batch; any finite value where ``observed`` is False.
         observed : bool Tensor of shape (n, n_features)
             True where the entry of ``x`` is observed.
+        weight : Tensor of shape (n,), optional
+            Per-row weights: each row's squared errors and its count of
+            observed entries are weighted by it.
 
         Returns
         -------
@@ -97,7 +111,10 @@ class SquaredError(UnitNormal):
             by their count (at least 1).
         """
         residual = torch.where(observed, x - params, 0.0)
-        return (residual**2).sum() / observed.sum().clamp_min(1)
+        if weight is None:
+            return (residual**2).sum() / observed.sum().clamp_min(1)
+        weight = weight.to(residual.dtype)
+        return ((residual**2).sum(-1) * weight).sum() / (observed.sum(-1) * weight).sum().clamp_min(1e-12)
 
 
 class DiagonalNormal(OutputDistribution):

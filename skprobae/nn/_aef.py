@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..distributions import positive
-from ..distributions._base import sum_features
+from ..distributions._base import batch_mean, sum_features
 from ._prior import LOG_2PI, LatentPrior
 from ._rows import apply_rows
 
@@ -390,7 +390,7 @@ class AEFModule(nn.Module):
         y, _ = self.preprocess(x)
         return self.encode(self.coupling(y), self.core(y))[0]
 
-    def loss(self, out: Tensor, x: Tensor) -> Tensor:
+    def loss(self, out: Tensor, x: Tensor, weight: Tensor | None = None) -> Tensor:
         """Mean negative log-density of a batch; stores the detached terms in ``loss_terms``.
 
         Parameters
@@ -399,6 +399,8 @@ class AEFModule(nn.Module):
             The output of :meth:`forward`; unused.
         x : Tensor of shape (batch, n_features)
             Raw rows.
+        weight : Tensor of shape (batch,), optional
+            Per-row weights (``sample_weight``).
 
         Returns
         -------
@@ -407,11 +409,11 @@ class AEFModule(nn.Module):
         """
         log_p0, log_r, log_det = self.log_joint(x)
         self.loss_terms = {
-            "prior": -log_p0.mean().detach(),
-            "residual": -log_r.mean().detach(),
-            "log_det": -log_det.mean().detach(),
+            "prior": -batch_mean(log_p0, weight).detach(),
+            "residual": -batch_mean(log_r, weight).detach(),
+            "log_det": -batch_mean(log_det, weight).detach(),
         }
-        return -(log_p0 + log_r + log_det).mean()
+        return -batch_mean(log_p0 + log_r + log_det, weight)
 
     def importance_log_prob(self, x: Tensor, noise: Tensor, scale: float) -> Tensor:
         r"""``log (1/S) sum_s p(x, w_s) / q(w_s)``, ``w_s = h(y) + scale * noise_s``, all S draws in one pass.

@@ -129,7 +129,7 @@ class Autoencoder(nn.Module):
         """
         return self.decoder(self.encoder(self.inputs(x)))
 
-    def loss(self, params: Tensor, x: Tensor) -> Tensor:
+    def loss(self, params: Tensor, x: Tensor, weight: Tensor | None = None) -> Tensor:
         """Training loss of a batch: the head's negative log-likelihood.
 
         Parameters
@@ -138,13 +138,17 @@ class Autoencoder(nn.Module):
             The output of :meth:`forward` for ``x``.
         x : Tensor of shape (batch, n_features)
             The rows.
+        weight : Tensor of shape (batch,), optional
+            Per-row weights (``sample_weight``), passed to the head when given.
 
         Returns
         -------
         Tensor
             A scalar: ``head.loss(params, x)``.
         """
-        return self.head.loss(params, x)
+        if weight is None:
+            return self.head.loss(params, x)
+        return self.head.loss(params, x, weight=weight)
 
     def encode(self, x: Tensor) -> Tensor:
         """Codes ``f(x)``, in the networks' dtype.

@@ -13,6 +13,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from ..distributions._base import batch_mean
 from ..flows import FlowAdapter
 
 LOG_2PI = math.log(2 * math.pi)
@@ -316,7 +317,7 @@ class FlowPrior(LatentPrior):
         """
         return z
 
-    def loss(self, z_out: Tensor, z: Tensor) -> Tensor:
+    def loss(self, z_out: Tensor, z: Tensor, weight: Tensor | None = None) -> Tensor:
         """Mean negative log-likelihood of a batch of codes.
 
         In training mode with ``noise > 0``, Gaussian jitter of std ``noise``
@@ -328,6 +329,8 @@ class FlowPrior(LatentPrior):
             The output of :meth:`forward`; unused.
         z : Tensor of shape (batch, n_components)
             The codes (standardized while the flow is trained).
+        weight : Tensor of shape (batch,), optional
+            Per-row weights (``sample_weight``).
 
         Returns
         -------
@@ -336,4 +339,4 @@ class FlowPrior(LatentPrior):
         """
         if self.training and self.noise > 0:
             z = z + self.noise * torch.randn_like(z)
-        return -self.log_prob(z).mean()
+        return -batch_mean(self.log_prob(z), weight)

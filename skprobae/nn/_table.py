@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from torch.nn import functional
 
 from ..distributions import OutputDistribution
+from ..distributions._base import batch_mean
 
 
 @dataclass(frozen=True)
@@ -239,19 +240,24 @@ class TableHead(OutputDistribution):
     def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
         return self._continuous_log_prob(params, x) + self.categorical_log_prob(params, x)
 
-    def loss(self, params: Tensor, x: Tensor) -> Tensor:
-        """The continuous family's own loss on standardized values, plus the categorical negative log-likelihood."""
+    def loss(self, params: Tensor, x: Tensor, weight: Tensor | None = None) -> Tensor:
+        """The continuous family's own loss on standardized values, plus the categorical negative log-likelihood.
+
+        ``weight`` (per row, optional) weights every row's terms; it is passed
+        on to the continuous family only when given.
+        """
         if self.continuous is None:
-            return -self.categorical_log_prob(params, x).mean()
+            return -batch_mean(self.categorical_log_prob(params, x), weight)
         standardized, observed = self._standardized(x)
         cp = self._continuous_params(params)
-        categorical = -self.categorical_log_prob(params, x).mean() if self.categorical_index else 0.0
+        categorical = -batch_mean(self.categorical_log_prob(params, x), weight) if self.categorical_index else 0.0
+        weighted = {} if weight is None else {"weight": weight}
         if bool(observed.all()):
-            continuous = self.continuous.loss(cp, standardized)
+            continuous = self.continuous.loss(cp, standardized, **weighted)
         elif hasattr(self.continuous, "loss_observed"):
-            continuous = self.continuous.loss_observed(cp, standardized, observed)
+            continuous = self.continuous.loss_observed(cp, standardized, observed, **weighted)
         else:
-            nll = -self.continuous.log_prob_observed(cp, standardized, observed).mean()
+            nll = -batch_mean(self.continuous.log_prob_observed(cp, standardized, observed), weight)
             continuous = self.continuous.scale_loss(nll)
         return continuous + categorical
 

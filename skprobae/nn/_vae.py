@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from .._engine import network_dtype
 from ..distributions import OutputDistribution, positive
-from ..distributions._base import sum_features
+from ..distributions._base import batch_mean, sum_features
 from ._prior import LOG_2PI, LatentPrior, StandardNormalPrior
 from ._rows import apply_rows
 
@@ -186,7 +186,7 @@ class VariationalModule(nn.Module):
         """
         return apply_rows(self.decoder, z)
 
-    def loss(self, encoded: Tensor, x: Tensor) -> Tensor:
+    def loss(self, encoded: Tensor, x: Tensor, weight: Tensor | None = None) -> Tensor:
         """The negative (beta-)ELBO of a batch, from one posterior draw per row.
 
         The KL term is in closed form for a Gaussian posterior and a
@@ -199,6 +199,8 @@ class VariationalModule(nn.Module):
             The output of :meth:`forward` for ``x``.
         x : Tensor of shape (batch, n_features)
             The rows.
+        weight : Tensor of shape (batch,), optional
+            Per-row weights (``sample_weight``) of both terms.
 
         Returns
         -------
@@ -208,12 +210,12 @@ class VariationalModule(nn.Module):
         """
         noise = torch.randn(*encoded.shape[:-1], self.n_components, dtype=encoded.dtype, device=encoded.device)
         z, log_q = self.posterior_sample(encoded, noise)
-        reconstruction = -self.head.log_prob(self.decoder_params(z), x).mean()
+        reconstruction = -batch_mean(self.head.log_prob(self.decoder_params(z), x), weight)
         if self.posterior_flow is None and isinstance(self.prior, StandardNormalPrior):
             mean, scale = self._gaussian(encoded)
-            kl = 0.5 * (mean * mean + scale * scale - 1 - 2 * scale.log()).sum(-1).mean()
+            kl = batch_mean(0.5 * (mean * mean + scale * scale - 1 - 2 * scale.log()).sum(-1), weight)
         else:
-            kl = (log_q - self.prior.log_prob(z)).mean()
+            kl = batch_mean(log_q - self.prior.log_prob(z), weight)
         self.loss_terms = {"reconstruction": reconstruction.detach(), "kl": kl.detach()}
         # At capacity 0 the objective is the beta-ELBO: |KL| would flip the sign of the gradient of a
         # negative Monte-Carlo KL estimate (flow posterior or prior).
