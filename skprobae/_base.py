@@ -42,7 +42,7 @@ from sklearn import get_config
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 from skorch.callbacks import PrintLog
 from skorch.helper import predefined_split
 from torch import Tensor, nn
@@ -343,8 +343,8 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         return ()
 
     # ------------------------------------------------------------------ input
-    def _validate_params_and_data(self, X) -> np.ndarray:
-        """Check hyperparameters and the training matrix; set ``n_features_in_``."""
+    def _validate_params_and_data(self, X, sample_weight=None) -> np.ndarray:
+        """Check hyperparameters, the training matrix and ``sample_weight``; set ``n_features_in_``."""
         self._validate_params()
         sizes = self.hidden_layer_sizes
         if not all(isinstance(s, Integral) and not isinstance(s, bool) and s >= 1 for s in sizes):
@@ -360,6 +360,7 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
                 stacklevel=3,
             )
         X, has_missing = self._check_rows(X, reset=True)
+        self._fit_weight = self._check_fit_weight(sample_weight, X)
         images = self._images
         if images:
             parse_image_shape(self.image_shape, X.shape[1])
@@ -384,12 +385,13 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
                 f"{owner}: categorical columns ({', '.join(names)}) are not supported with {why}; one-hot encode "
                 "them or use ProbabilisticAutoencoder, PAE or VAE, which model categories natively."
             )
-        fit_standardization(self, X, bool(getattr(self, "standardize", False)) and not self._images)
+        weight = getattr(self, "_fit_weight", None)
+        fit_standardization(self, X, bool(getattr(self, "standardize", False)) and not self._images, weight)
         self.missing_indicators_ = bool(has_missing and not self._images)
         if has_missing:
             self._check_missing_supported(self._make_head(X.shape[1]) if self._tabular else None)
         if self.n_components == "auto":
-            self.n_components_ = self._default_image_components if self._images else auto_n_components(self, X)
+            self.n_components_ = self._default_image_components if self._images else auto_n_components(self, X, weight)
         else:
             check_explicit_n_components(self, self.n_components, X.shape[1])
             self.n_components_ = int(self.n_components)
@@ -450,6 +452,34 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         if has_missing and not reset and hasattr(self, "net_"):
             self._check_missing_supported(self._output_head if self._tabular else None)
         return X
+
+    def _check_fit_weight(self, sample_weight, X: np.ndarray) -> np.ndarray | None:
+        """``sample_weight`` as float64, one finite non-negative weight per row, not all zero (None: unweighted).
+
+        ``fit`` scales the weights to mean 1 (only their ratios matter, as in
+        ``KernelDensity``); ``partial_fit`` keeps them as given, so that a
+        chunk's rows weigh against the other chunks' (weight 1: an
+        unweighted row).
+        """
+        if sample_weight is None:
+            return None
+        try:
+            weight = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+        except ValueError as error:
+            raise ValueError(f"{type(self).__name__}: sample_weight: {error}") from None
+        return weight if self._partial else weight / weight.mean()
+
+    def _row_weights(self, rows: np.ndarray | None = None) -> np.ndarray | None:
+        """The fit's weights of ``rows`` (all rows: None), or None for an unweighted fit."""
+        weight = getattr(self, "_fit_weight", None)
+        return weight if weight is None or rows is None else weight[rows]
+
+    def _rows_total(self, n_rows: int, rows: np.ndarray | None = None) -> float:
+        """How many rows ``rows`` (of ``n_rows``; None: all) count for: their total weight, or their number."""
+        weight = self._row_weights(rows)
+        if weight is None:
+            return float(n_rows if rows is None else len(rows))
+        return float(weight.sum())
 
     def _check_codes(self, Z) -> np.ndarray:
         """Latent codes for ``inverse_transform``: 2-D, finite, ``n_components`` columns."""
@@ -600,7 +630,7 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         )
 
     # --------------------------------------------------------------- training
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, sample_weight=None):
         """Train the model on ``X``.
 
         With ``warm_start=True`` and a fitted model, training continues from
@@ -617,15 +647,25 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
             float32 ``np.memmap`` is read batch by batch, never copied whole.
         y : None
             Ignored; present for scikit-learn API compatibility.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weight of each row's log-likelihood, as in
+            ``KernelDensity``: an integer weight counts a row that many times
+            and 0 leaves it out. Training minimises the weighted mean negative
+            log-likelihood (weights scaled to mean 1, so only their ratios
+            matter; the validation loss is weighted the same way), and every
+            fitted statistic is weighted: the standardization,
+            ``n_components="auto"``, latent and noise statistics, and the
+            ``contamination`` quantile ``offset_``. None weighs every row 1.
 
         Returns
         -------
         self : object
             The fitted estimator.
         """
-        return self._fit_guarded(X, "warm" if self.warm_start and hasattr(self, "net_") else "new")
+        mode = "warm" if self.warm_start and hasattr(self, "net_") else "new"
+        return self._fit_guarded(X, mode, sample_weight)
 
-    def partial_fit(self, X, y=None):
+    def partial_fit(self, X, y=None, sample_weight=None):
         """Train for one epoch on ``X``, continuing from the current model; the first call builds it.
 
         For data larger than memory: feed it chunk by chunk (or through
@@ -649,19 +689,24 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
             (``PAE``: more than ``n_components``).
         y : None
             Ignored; present for scikit-learn API compatibility.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weight of each row's log-likelihood in this chunk's
+            epoch and statistics, used as given (not rescaled, unlike
+            ``fit``): a row of weight 1 counts as an unweighted one. None
+            weighs every row 1.
 
         Returns
         -------
         self : object
             The updated estimator.
         """
-        return self._fit_guarded(X, "partial" if hasattr(self, "net_") else "first_partial")
+        return self._fit_guarded(X, "partial" if hasattr(self, "net_") else "first_partial", sample_weight)
 
-    def _fit_guarded(self, X, mode: str):
+    def _fit_guarded(self, X, mode: str, sample_weight=None):
         """``_fit`` in ``mode``: nothing half-fitted after a KeyboardInterrupt, and a warning when one ended it."""
         self._interrupted_net = None
         try:
-            self._fit(X, mode)
+            self._fit(X, mode, sample_weight)
         except KeyboardInterrupt:
             self._forget_fit()
             raise
@@ -669,6 +714,7 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
             interrupted = vars(self).pop("_interrupted_net", None)  # state of this fit only
             vars(self).pop("_fit_mode", None)
             vars(self).pop("_fit_accelerator", None)
+            vars(self).pop("_fit_weight", None)
         if interrupted is not None:
             warnings.warn(
                 f"{type(self).__name__}: training was interrupted: {interrupted.stop_summary()} The model "
@@ -687,14 +733,15 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
     def _partial(self) -> bool:
         return getattr(self, "_fit_mode", None) in ("partial", "first_partial")
 
-    def _fit(self, X, mode: str) -> None:
+    def _fit(self, X, mode: str, sample_weight=None) -> None:
         self._fit_mode = mode
         if self._continuing:
             self._check_same_structure()
             self._validate_params()
             X = self._check_X(X, reset=False)
+            self._fit_weight = self._check_fit_weight(sample_weight, X)
         else:
-            X = self._validate_params_and_data(X)
+            X = self._validate_params_and_data(X, sample_weight)
         self._fit_accelerator = self._make_accelerator()
         rng = check_random_state(self.random_state)
         if self._partial:
@@ -706,6 +753,7 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
             split = Split(train=np.arange(len(X)), valid=np.arange(0))
         else:
             split = self._split(len(X), rng)
+        self._check_training_weight(split)
         if not self._continuing:
             self._check_fit_settings(X, split)
         epochs = 1 if self._partial else self.max_epochs
@@ -722,8 +770,11 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         self.history_ = self.net_.history
         self.n_iter_ = len(self.net_.history)
         self._n_features_out = self.n_components_
-        seen = getattr(self, "n_samples_seen_", 0) if self._partial and self._continuing else 0
+        accumulating = self._partial and self._continuing
+        seen = getattr(self, "n_samples_seen_", 0) if accumulating else 0
+        weight_seen = getattr(self, "_weight_seen", seen) if accumulating else 0.0
         self.n_samples_seen_ = seen + len(X)
+        self._weight_seen = weight_seen + self._rows_total(len(X))  # the rows' total sample_weight
         if self._partial and self._continuing and len(X) < 2:
             return  # too few rows to re-estimate the statistics: keep the previous call's
         self._fit_rest(X, split, rng)
@@ -779,6 +830,16 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
     def _forget_fit(self) -> None:
         forget_fitted_attributes(self)
 
+    def _check_training_weight(self, split: Split) -> None:
+        """The training rows must carry weight: zero weight on all of them would train nothing."""
+        weight = self._row_weights(split.train)
+        if weight is not None and len(weight) and not weight.any():
+            raise ValueError(
+                f"{type(self).__name__}: every training row has sample_weight 0 (the {len(split.valid)} rows of "
+                f"the validation split, validation_fraction={self.validation_fraction}, carry all the weight). "
+                "Give some training rows a positive weight, or set validation_fraction=0."
+            )
+
     def _check_fit_settings(self, X: np.ndarray, split: Split) -> None:
         """Reject settings that cannot fit ``X`` with ``split``, before any training; nothing by default."""
 
@@ -793,6 +854,8 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
                 stacklevel=3,
             )
             n_valid = 0
+        if not n_valid:  # no draw: the seeds that follow do not depend on n_samples (weights vs repeated rows)
+            return Split(train=np.arange(n_samples), valid=np.arange(0))
         order = rng.permutation(n_samples)
         return Split(train=np.sort(order[n_valid:]), valid=np.sort(order[:n_valid]))
 
@@ -842,7 +905,8 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
                 module = existing.module_.to(device=device, dtype=torch.float32)  # back to the training dtype
             source = training_source(X, device) if isinstance(X, np.ndarray) else X.to(device)
             cost = self._training_cost(module, X.shape[1], device)
-            valid = RowData(source, split.valid) if len(split.valid) else None
+            weight = self._row_weights()
+            valid = RowData(source, split.valid, weight) if len(split.valid) else None
             if existing is None:
                 net = self._make_net(
                     module,
@@ -865,9 +929,9 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
             )
             with torch_threads(threads), _explain_out_of_memory(type(self).__name__, f"training the {stage}", remedy):
                 if existing is None:
-                    net.fit(RowData(source, split.train))
+                    net.fit(RowData(source, split.train, weight))
                 else:
-                    net.partial_fit(RowData(source, split.train), epochs=max_epochs)
+                    net.partial_fit(RowData(source, split.train, weight), epochs=max_epochs)
         if isinstance(net, AcceleratedLikelihoodNet):
             net = net.detach()  # a plain net from here on: it pickles and loads without accelerate
         net.train_split = None  # it holds the training data: a fitted model must not carry (or pickle) it
@@ -1071,13 +1135,20 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
     ) -> np.ndarray:
         """The sum over the rows of ``X`` (or its rows ``rows``) of ``fn``'s per-row output, float64.
 
-        Runs :data:`SUM_CHUNK_ROWS` rows at a time, so statistics of a large
+        In a weighted fit, each row's output counts with its ``sample_weight``
+        (divide by :meth:`_rows_total` for a mean). Runs
+        :data:`SUM_CHUNK_ROWS` rows at a time, so statistics of a large
         (memory-mapped) training set never hold one output per row.
         """
         rows = np.arange(len(X)) if rows is None else rows
+        weight = self._row_weights(rows)
         total = 0.0
         for start in range(0, len(rows), SUM_CHUNK_ROWS):
-            total = total + self._run(kind, fn, X, rows=rows[start : start + SUM_CHUNK_ROWS]).sum(axis=0)
+            chunk = slice(start, start + SUM_CHUNK_ROWS)
+            values = self._run(kind, fn, X, rows=rows[chunk])
+            if weight is not None:
+                values = values * weight[chunk].reshape(-1, *([1] * (values.ndim - 1)))
+            total = total + values.sum(axis=0)
         return np.asarray(total, dtype=np.float64)
 
     def _importance_noise(self, n_samples: int) -> Tensor:
@@ -1313,7 +1384,8 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
     """Runtime parameters that change ``score_samples``: ``offset_`` holds only for the values it was fitted with."""
 
     def _fit_offset(self, X: np.ndarray, rng: np.random.RandomState) -> None:
-        self.offset_ = self._offset_from(self._score_samples(X, rows=self._offset_rows(X, rng)))
+        rows = self._offset_rows(X, rng)
+        self.offset_ = self._offset_from(self._score_samples(X, rows=rows), self._row_weights(rows))
         self._offset_settings = {name: getattr(self, name) for name in self._offset_params}
 
     def _check_offset_settings(self) -> None:
@@ -1332,18 +1404,28 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
                 stacklevel=3,
             )
 
-    def _offset_from(self, training_scores: np.ndarray) -> float:
-        """The ``contamination`` quantile of the training scores (``"auto"``: Tukey's lower fence); finite scores."""
+    def _offset_from(self, training_scores: np.ndarray, weight: np.ndarray | None = None) -> float:
+        """The ``contamination`` quantile of the training scores (``"auto"``: Tukey's lower fence); finite scores.
+
+        With ``weight`` (the rows' ``sample_weight``), the quantiles of the
+        weighted scores (the inverse of their weighted distribution function);
+        rows of weight 0 do not count.
+        """
         bad = ~np.isfinite(training_scores)
         if bad.any():
             raise FloatingPointError(
                 f"{type(self).__name__}: the fitted model gives non-finite scores on {int(bad.sum())} "
                 "training rows. Standardize X, lower learning_rate or choose a simpler distribution."
             )
+        quantiles = [0.25, 0.75] if self.contamination == "auto" else [self.contamination]
+        if weight is None:
+            values = np.percentile(training_scores, 100.0 * np.asarray(quantiles))
+        else:
+            values = np.quantile(training_scores, quantiles, weights=weight, method="inverted_cdf")
         if self.contamination == "auto":
-            q1, q3 = np.percentile(training_scores, [25.0, 75.0])
+            q1, q3 = values
             return float(q1 - AUTO_FENCE * (q3 - q1))
-        return float(np.percentile(training_scores, 100.0 * self.contamination))
+        return float(values[0])
 
     def decision_function(self, X) -> np.ndarray:
         """``score_samples(X) - offset_``: negative for outliers, positive for inliers.

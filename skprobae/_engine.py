@@ -367,11 +367,17 @@ def training_source(X: np.ndarray, device: torch.device | str) -> np.ndarray | T
 
 
 class RowData(torch.utils.data.Dataset):
-    """Rows ``rows`` of ``source`` (a host array or a tensor) as a dataset, without copying them."""
+    """Rows ``rows`` of ``source`` (a host array or a tensor) as a dataset, without copying them.
 
-    def __init__(self, source: np.ndarray | Tensor, rows: np.ndarray):
+    ``weight`` (optional, one float per row of ``source``) are the rows'
+    ``sample_weight``: :class:`RowBatches` yields each batch's weights in
+    skorch's ``y`` slot (None without them).
+    """
+
+    def __init__(self, source: np.ndarray | Tensor, rows: np.ndarray, weight: np.ndarray | None = None):
         self.source = source
         self.rows = np.asarray(rows, dtype=np.int64)
+        self.weight = None if weight is None else torch.as_tensor(np.asarray(weight, dtype=np.float32))
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -386,7 +392,8 @@ class RowBatches:
     Each batch holds the rows of one slice of a permutation (drawn from
     ``generator`` at every pass when ``shuffle``), read in increasing order
     (sequential reads on a memory-mapped file), converted to float32 and moved
-    to ``device`` (from pinned memory, asynchronously, on a GPU).
+    to ``device`` (from pinned memory, asynchronously, on a GPU). A batch is
+    ``(rows, weights)``: the rows' ``sample_weight`` or None.
     """
 
     def __init__(
@@ -430,7 +437,12 @@ class RowBatches:
             index = rows[start:stop] if order is None else rows[order[start:stop]]
             if self.world > 1:
                 index = np.array_split(index, self.world)[self.rank]
-            yield self._read(np.sort(index) if order is not None else index), None
+            index = np.sort(index) if order is not None else index
+            yield self._read(index), self._weights(index)
+
+    def _weights(self, index: np.ndarray) -> Tensor | None:
+        weight = self.dataset.weight
+        return None if weight is None else weight[torch.from_numpy(index)].to(self.device)
 
     def _read(self, index: np.ndarray) -> Tensor:
         source = self.dataset.source

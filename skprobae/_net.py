@@ -1,8 +1,8 @@
 """The skorch pieces every estimator trains with.
 
 ``LikelihoodNet`` is a :class:`skorch.NeuralNet` whose loss is computed from
-``X`` by the module itself (``module.loss(output, X)``), never from skorch's
-placeholder ``y``. What it adds to skorch:
+``X`` by the module itself (``module.loss(output, X)``); skorch's ``y`` slot
+of a batch carries the rows' ``sample_weight`` (or None). What it adds to skorch:
 
 * batches come from :class:`~skprobae._engine.RowBatches` (host or device
   rows, no per-row ``Dataset.__getitem__`` and ``collate``);
@@ -208,7 +208,10 @@ class LikelihoodNet(NeuralNet):
         return totals, count
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
-        return self.plain_module_.loss(y_pred, X)
+        """``module.loss(y_pred, X)``; ``y_true`` is the batch's per-row weights (``sample_weight``) or None."""
+        if y_true is None:
+            return self.plain_module_.loss(y_pred, X)
+        return self.plain_module_.loss(y_pred, X, weight=y_true)
 
     def fit_loop(self, *args, **kwargs):
         """skorch's loop; a user's KeyboardInterrupt is recorded in ``interrupted_epoch_`` (skorch swallows it).
@@ -247,10 +250,10 @@ class LikelihoodNet(NeuralNet):
         """One optimizer step: forward and loss (under autocast), backward (scaled for fp16), callbacks, step."""
         self._zero_grad_optimizer(set_to_none=True)
         self._set_training(True)
-        Xi, _ = batch
+        Xi, weight = batch
         with _autocast(self.device, self.mixed_precision):
             y_pred = self.infer(Xi, **fit_params)
-            loss = self.get_loss(y_pred, None, X=Xi, training=True)
+            loss = self.get_loss(y_pred, weight, X=Xi, training=True)
         if self.scaler_ is not None:
             self.scaler_.scale(loss).backward()
             self.scaler_.unscale_(self.optimizer_)
@@ -266,10 +269,10 @@ class LikelihoodNet(NeuralNet):
 
     def validation_step(self, batch, **fit_params):
         self._set_training(False)
-        Xi, _ = batch
+        Xi, weight = batch
         with torch.no_grad(), _autocast(self.device, self.mixed_precision):
             y_pred = self.infer(Xi, **fit_params)
-            loss = self.get_loss(y_pred, None, X=Xi, training=False)
+            loss = self.get_loss(y_pred, weight, X=Xi, training=False)
         return {"loss": loss, "y_pred": y_pred}
 
     def _snapshot(self) -> tuple[dict, dict]:
@@ -390,10 +393,10 @@ class AcceleratedLikelihoodNet(AccelerateMixin, LikelihoodNet):
         with self.accelerator.accumulate(self.module_):
             self._zero_grad_optimizer(set_to_none=True)
             self._set_training(True)
-            Xi, _ = batch
+            Xi, weight = batch
             with self.accelerator.autocast():
                 y_pred = self.infer(Xi, **fit_params)
-                loss = self.get_loss(y_pred, None, X=Xi, training=True)
+                loss = self.get_loss(y_pred, weight, X=Xi, training=True)
             self.accelerator.backward(loss)
             self.notify("on_grad_computed", named_parameters=self._learnable_params(), batch=batch, training=True)
             self.optimizer_.step()
@@ -401,10 +404,10 @@ class AcceleratedLikelihoodNet(AccelerateMixin, LikelihoodNet):
 
     def validation_step(self, batch, **fit_params):
         self._set_training(False)
-        Xi, _ = batch
+        Xi, weight = batch
         with torch.no_grad(), self.accelerator.autocast():
             y_pred = self.infer(Xi, **fit_params)
-            loss = self.get_loss(y_pred, None, X=Xi, training=False)
+            loss = self.get_loss(y_pred, weight, X=Xi, training=False)
         return {"loss": loss, "y_pred": y_pred}
 
     def detach(self) -> LikelihoodNet:

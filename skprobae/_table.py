@@ -291,10 +291,11 @@ def _blocks(X: np.ndarray):
     yield from zip(range(0, len(X), step), iter_blocks(X, step), strict=False)
 
 
-def fit_standardization(estimator, X: np.ndarray, standardize: bool) -> None:
+def fit_standardization(estimator, X: np.ndarray, standardize: bool, weight: np.ndarray | None = None) -> None:
     """``feature_loc_`` and ``feature_scale_``: mean and std of each continuous column's observed values.
 
-    Two passes block by block (memory-mapped files are not read whole).
+    Two passes block by block (memory-mapped files are not read whole);
+    with ``weight`` (``sample_weight``), the weighted mean and std.
     Categorical columns, near-constant columns (std below ``1e-8 * max(1,
     |mean|)``) and everything when ``standardize`` is off get 0 and 1.
     """
@@ -302,16 +303,26 @@ def fit_standardization(estimator, X: np.ndarray, standardize: bool) -> None:
     loc, scale = np.zeros(d), np.ones(d)
     if standardize and len(X):
         total, count = np.zeros(d), np.zeros(d)
-        for _, block in _blocks(X):
+        for start, block in _blocks(X):
             block = np.asarray(block, dtype=np.float64)
-            total += np.nansum(block, axis=0)
-            count += (~np.isnan(block)).sum(axis=0)
-        mean = total / np.maximum(count, 1)
+            if weight is None:
+                total += np.nansum(block, axis=0)
+                count += (~np.isnan(block)).sum(axis=0)
+            else:
+                w = weight[start : start + len(block), None]
+                total += np.nansum(block * w, axis=0)
+                count += (~np.isnan(block) * w).sum(axis=0)
+        # a weighted count may be below 1 (weights of mean 1); unweighted, max(count, 1) as always
+        denominator = np.maximum(count, 1) if weight is None else np.where(count > 0, count, 1.0)
+        mean = total / denominator
         squares = np.zeros(d)
-        for _, block in _blocks(X):
+        for start, block in _blocks(X):
             centred = np.asarray(block, dtype=np.float64) - mean
-            squares += np.nansum(centred * centred, axis=0)
-        std = np.sqrt(squares / np.maximum(count, 1))
+            squared = centred * centred
+            if weight is not None:
+                squared = squared * weight[start : start + len(block), None]
+            squares += np.nansum(squared, axis=0)
+        std = np.sqrt(squares / denominator)
         varying = std > 1e-8 * np.maximum(1.0, np.abs(mean))
         continuous = ~estimator.is_categorical_
         loc = np.where(continuous, mean, 0.0)
@@ -332,14 +343,20 @@ def table_layout(estimator) -> TableLayout:
     )
 
 
-def auto_n_components(estimator, X: np.ndarray) -> int:
+def auto_n_components(estimator, X: np.ndarray, weight: np.ndarray | None = None) -> int:
     """``n_components="auto"``: principal components keeping 90% of the variance of the standardized data.
 
     Computed on at most 10,000 evenly spaced rows of the encoder's view of
     the data (continuous columns standardized, categories one-hot, missing
-    entries at the mean), then clipped to ``[1, n_features - 1]``.
+    entries at the mean), then clipped to ``[1, n_features - 1]``. With
+    ``weight`` (``sample_weight``), the spectrum of the weighted covariance.
     """
-    sample = np.asarray(X[:: max(1, len(X) // _SCALE_SAMPLE_ROWS)], dtype=np.float64)
+    step = max(1, len(X) // _SCALE_SAMPLE_ROWS)
+    sample = np.asarray(X[::step], dtype=np.float64)
+    sample_weight = None if weight is None else weight[::step]
+    if sample_weight is not None:
+        sample = sample[sample_weight > 0]
+        sample_weight = sample_weight[sample_weight > 0]
     d = X.shape[1]
     if len(sample) < 2 or d < 2:
         return 1
@@ -356,7 +373,10 @@ def auto_n_components(estimator, X: np.ndarray) -> int:
             standardized = (values - loc[j]) / scale[j]
             columns.append(np.where(np.isnan(standardized), 0.0, standardized)[:, None])
     view = np.hstack(columns)
-    view -= view.mean(axis=0)
+    if sample_weight is None:
+        view -= view.mean(axis=0)
+    else:
+        view = (view - np.average(view, axis=0, weights=sample_weight)) * np.sqrt(sample_weight)[:, None]
     spectrum = np.linalg.svd(view, compute_uv=False) ** 2
     if spectrum.sum() <= 0:
         return 1

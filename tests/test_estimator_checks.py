@@ -4,6 +4,8 @@ Each public estimator runs with the small test settings; the configurations
 below add the output families and options whose code paths differ.
 """
 
+import inspect
+
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skprobae import AEF, PAE, VAE, ProbabilisticAutoencoder
@@ -26,6 +28,21 @@ CONFIGURATIONS = [
 ]
 
 
-@parametrize_with_checks([small(cls) for cls in PUBLIC_ESTIMATORS] + CONFIGURATIONS)
+def expected_failed_checks(estimator) -> dict[str, str]:
+    if "sample_weight" not in inspect.signature(estimator.fit).parameters:
+        return {}
+    # The check compares a weighted fit with a fit on repeated rows at its default settings, where the
+    # random validation split, the minibatch shuffling (and VAE's and the flows' per-row noise) see the
+    # repeated rows as distinct rows: the two fits take different steps. Weighted and repeated fits agree
+    # to 1e-4 with full batches and no validation split (tests/test_sample_weight.py).
+    return {
+        "check_sample_weight_equivalence_on_dense_data": "the random validation split and minibatches differ "
+        "between weighted and repeated rows; equivalence is tested at full batch in test_sample_weight.py"
+    }
+
+
+@parametrize_with_checks(
+    [small(cls) for cls in PUBLIC_ESTIMATORS] + CONFIGURATIONS, expected_failed_checks=expected_failed_checks
+)
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)

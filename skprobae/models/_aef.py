@@ -295,14 +295,25 @@ class AEF(BaseAutoencoder):
             core_indices(self.partition, self.n_components_, X.shape[1], self.image_shape)
 
     def _logit_moments(self, X: np.ndarray) -> tuple[Tensor, Tensor]:
-        """Per-feature mean and log-std of the preprocessing logits of ``X``, accumulated block by block."""
+        """Per-feature mean and log-std of the preprocessing logits of ``X``, accumulated block by block.
+
+        Weighted by ``sample_weight`` in a weighted fit.
+        """
         total, total_sq = np.zeros(X.shape[1]), np.zeros(X.shape[1])
-        for block in iter_blocks(X, max(1, 2**22 // X.shape[1])):
+        weight = self._row_weights()
+        step = max(1, 2**22 // X.shape[1])
+        for start, block in zip(range(0, len(X), step), iter_blocks(X, step), strict=True):
             logits = LogitActNorm.logits(torch.from_numpy(np.asarray(block, dtype=np.float64)), self.logit_lambda)
-            total += logits.sum(0).numpy()
-            total_sq += (logits**2).sum(0).numpy()
-        mean = total / len(X)
-        variance = (total_sq - len(X) * mean**2) / max(len(X) - 1, 1)
+            if weight is not None:
+                w = torch.from_numpy(weight[start : start + len(block), None])
+                total += (logits * w).sum(0).numpy()
+                total_sq += (logits**2 * w).sum(0).numpy()
+            else:
+                total += logits.sum(0).numpy()
+                total_sq += (logits**2).sum(0).numpy()
+        n = self._rows_total(len(X))
+        mean = total / n
+        variance = (total_sq - n * mean**2) / max(n - 1, 1)
         return torch.from_numpy(mean), torch.from_numpy(np.log(np.sqrt(np.maximum(variance, 0)).clip(1e-3)))
 
     def _build_module(self, X: np.ndarray) -> AEFModule:
@@ -336,7 +347,8 @@ class AEF(BaseAutoencoder):
         self.importance_scale_ = None
         if self.partition == "linear":
             rows = split.held_out[rng.permutation(len(split.held_out))[:_PROPOSAL_ROWS]]
-            self.importance_scale_ = self._choose_proposal_scale(X[np.sort(rows)])
+            rows = np.sort(rows)
+            self.importance_scale_ = self._choose_proposal_scale(X[rows], self._row_weights(rows))
 
     _offset_params = ("n_importance_samples",)
 
@@ -357,17 +369,24 @@ class AEF(BaseAutoencoder):
         check_is_fitted(self)
         return to_numpy(self._module.residual_scale.detach())
 
-    def _choose_proposal_scale(self, X: np.ndarray) -> float:
-        """The grid scale (relative to the RMS of ``h(y)``) with the highest mean estimate on ``X``."""
+    def _choose_proposal_scale(self, X: np.ndarray, weight: np.ndarray | None = None) -> float:
+        """The grid scale (relative to the RMS of ``h(y)``) with the highest (weighted) mean estimate on ``X``."""
         self._sync_modules()
         noise = self._importance_noise(min(self.n_importance_samples, _PROPOSAL_SAMPLES))
         module = self._module
         with torch.no_grad():
             x = self._tensor(X)
             y, _ = module.preprocess(x)
-            rms = float(module.expansion(y).double().pow(2).mean().sqrt()) or 1.0
-            candidates = rms * _PROPOSAL_GRID
-            means = np.array([float(module.importance_log_prob(x, noise, float(s)).mean()) for s in candidates])
+            squares = module.expansion(y).double().pow(2)
+            if weight is None or not weight.any():
+                rms = float(squares.mean().sqrt()) or 1.0
+                means = [float(module.importance_log_prob(x, noise, float(s)).mean()) for s in rms * _PROPOSAL_GRID]
+            else:
+                w = torch.as_tensor(weight / weight.sum(), device=x.device)
+                rms = float((squares.mean(-1) * w).sum().sqrt()) or 1.0
+                estimates = (module.importance_log_prob(x, noise, float(s)) for s in rms * _PROPOSAL_GRID)
+                means = [float((estimate * w).sum()) for estimate in estimates]
+            candidates, means = rms * _PROPOSAL_GRID, np.array(means)
         if not np.isfinite(means).any():
             raise FloatingPointError(
                 f"AEF: the importance-sampled log p(x) is not finite at any proposal scale ({candidates.min():.1e} "

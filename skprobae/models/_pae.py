@@ -369,14 +369,18 @@ class PAE(BaseAutoencoder):
         ``partial_fit`` accumulates the feature ranges over its chunks.
         """
         codes = self._run("transform", self._encode, X)
-        self._fit_code_standardization(codes[split.fit_rows])
+        self._fit_code_standardization(codes[split.fit_rows], self._row_weights(split.fit_rows))
         self._fit_feature_ranges(X, split.fit_rows, accumulate=self._partial and self._continuing)
         self._fit_noise_scale(X, split.held_out)
         self._fit_latent_flow((codes - self.latent_mean_) / self.latent_scale_, split, rng)
 
-    def _fit_code_standardization(self, codes: np.ndarray) -> None:
-        std = codes.std(axis=0)
-        self.latent_mean_ = codes.mean(axis=0)
+    def _fit_code_standardization(self, codes: np.ndarray, weight: np.ndarray | None = None) -> None:
+        if weight is None:
+            mean, std = codes.mean(axis=0), codes.std(axis=0)
+        else:
+            mean = np.average(codes, axis=0, weights=weight)
+            std = np.sqrt(np.average((codes - mean) ** 2, axis=0, weights=weight))
+        self.latent_mean_ = mean
         self.latent_scale_ = np.maximum(std, 1e-6 * max(std.max(), 1.0))
 
     def _fit_feature_ranges(self, X: np.ndarray, rows: np.ndarray, accumulate: bool = False) -> None:
@@ -386,22 +390,30 @@ class PAE(BaseAutoencoder):
         (``n_samples_seen_`` counts them all).
         """
         total, low, high = np.zeros(X.shape[1]), np.full(X.shape[1], np.inf), np.full(X.shape[1], -np.inf)
-        n_rows = len(rows)
+        weight = self._row_weights(rows)
+        n_rows = self._rows_total(len(X), rows)
         if accumulate:
-            n_before = self.n_samples_seen_ - n_rows
+            n_before = getattr(self, "_weight_seen", self.n_samples_seen_) - n_rows
             total = self.feature_mean_ * n_before
             bound_low, bound_high = self.feature_bounds_
             width = (bound_high - bound_low) / 1.2
             low, high = bound_low + 0.1 * width, bound_high - 0.1 * width
             n_rows += n_before
         count = np.zeros(X.shape[1])
-        for block in iter_blocks(X, max(1, 2**22 // X.shape[1]), rows):
-            total += np.nansum(block, axis=0, dtype=np.float64)
-            count += (~np.isnan(block)).sum(axis=0)
+        step = max(1, 2**22 // X.shape[1])
+        for start, block in zip(range(0, len(rows), step), iter_blocks(X, step, rows), strict=True):
+            if weight is not None:  # rows of weight 0 are left out, of the range too
+                w = weight[start : start + len(block)]
+                block = np.where(w[:, None] > 0, block, np.nan)
+                total += np.nansum(block * w[:, None], axis=0, dtype=np.float64)
+                count += (~np.isnan(block) * w[:, None]).sum(axis=0)
+            else:
+                total += np.nansum(block, axis=0, dtype=np.float64)
+                count += (~np.isnan(block)).sum(axis=0)
             low = np.fmin(low, np.nanmin(block, axis=0, initial=np.inf))
             high = np.fmax(high, np.nanmax(block, axis=0, initial=-np.inf))
         if not accumulate:
-            n_rows = np.maximum(count, 1)
+            n_rows = np.maximum(count, 1) if weight is None else np.where(count > 0, count, 1.0)
         self.feature_mean_ = total / n_rows
         margin = 0.1 * (high - low)
         self.feature_bounds_ = np.stack([low - margin, high + margin]).astype(np.float64)
@@ -475,7 +487,8 @@ class PAE(BaseAutoencoder):
         scores = {"combined": log_likelihood + log_prior, "latent": log_prior, "reconstruction": log_likelihood}
         if laplace:
             scores["laplace"] = scores["combined"] + laplace_term[0]
-        self.offsets_ = {(method, steps): self._offset_from(values) for method, values in scores.items()}
+        weight = self._row_weights(rows)
+        self.offsets_ = {(method, steps): self._offset_from(values, weight) for method, values in scores.items()}
 
     @property
     def offset_(self) -> float:

@@ -308,8 +308,11 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         return Autoencoder(encoder, decoder, head, inputs)
 
     def _fit_rest(self, X: np.ndarray, split: Split, rng: np.random.RandomState) -> None:
-        """``latent_mean_`` and ``latent_covariance_`` of the codes of every training row (two streamed passes)."""
-        K, n = self.n_components_, len(X)
+        """``latent_mean_`` and ``latent_covariance_`` of the codes of every training row (two streamed passes).
+
+        Weighted by ``sample_weight`` in a weighted fit.
+        """
+        K, n = self.n_components_, self._rows_total(len(X))
         self.latent_mean_ = self._sum_over_rows("transform", lambda x: self._encode(x).double(), X) / n
         mean = self._tensor(self.latent_mean_)
 
