@@ -302,26 +302,20 @@ def fit_standardization(estimator, X: np.ndarray, standardize: bool, weight: np.
     d = X.shape[1]
     loc, scale = np.zeros(d), np.ones(d)
     if standardize and len(X):
+        # unit weights when unweighted: multiplying by 1.0 is exact, so the unweighted numbers are unchanged
+        weight = np.ones(len(X)) if weight is None else weight
         total, count = np.zeros(d), np.zeros(d)
         for start, block in _blocks(X):
             block = np.asarray(block, dtype=np.float64)
-            if weight is None:
-                total += np.nansum(block, axis=0)
-                count += (~np.isnan(block)).sum(axis=0)
-            else:
-                w = weight[start : start + len(block), None]
-                total += np.nansum(block * w, axis=0)
-                count += (~np.isnan(block) * w).sum(axis=0)
-        # a weighted count may be below 1 (weights of mean 1); unweighted, max(count, 1) as always
-        denominator = np.maximum(count, 1) if weight is None else np.where(count > 0, count, 1.0)
+            w = weight[start : start + len(block), None]
+            total += np.nansum(block * w, axis=0)
+            count += (~np.isnan(block) * w).sum(axis=0)
+        denominator = np.where(count > 0, count, 1.0)  # a weighted count may be below 1 (weights of mean 1)
         mean = total / denominator
         squares = np.zeros(d)
         for start, block in _blocks(X):
             centred = np.asarray(block, dtype=np.float64) - mean
-            squared = centred * centred
-            if weight is not None:
-                squared = squared * weight[start : start + len(block), None]
-            squares += np.nansum(squared, axis=0)
+            squares += np.nansum(centred * centred * weight[start : start + len(block), None], axis=0)
         std = np.sqrt(squares / denominator)
         varying = std > 1e-8 * np.maximum(1.0, np.abs(mean))
         continuous = ~estimator.is_categorical_

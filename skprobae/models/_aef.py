@@ -301,16 +301,13 @@ class AEF(BaseAutoencoder):
         """
         total, total_sq = np.zeros(X.shape[1]), np.zeros(X.shape[1])
         weight = self._row_weights()
+        weight = np.ones(len(X)) if weight is None else weight  # unit weights: exact, as unweighted
         step = max(1, 2**22 // X.shape[1])
         for start, block in zip(range(0, len(X), step), iter_blocks(X, step), strict=True):
             logits = LogitActNorm.logits(torch.from_numpy(np.asarray(block, dtype=np.float64)), self.logit_lambda)
-            if weight is not None:
-                w = torch.from_numpy(weight[start : start + len(block), None])
-                total += (logits * w).sum(0).numpy()
-                total_sq += (logits**2 * w).sum(0).numpy()
-            else:
-                total += logits.sum(0).numpy()
-                total_sq += (logits**2).sum(0).numpy()
+            w = torch.from_numpy(weight[start : start + len(block), None])
+            total += (logits * w).sum(0).numpy()
+            total_sq += (logits**2 * w).sum(0).numpy()
         n = self._rows_total(len(X))
         mean = total / n
         variance = (total_sq - n * mean**2) / max(n - 1, 1)

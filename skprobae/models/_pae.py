@@ -401,19 +401,16 @@ class PAE(BaseAutoencoder):
             n_rows += n_before
         count = np.zeros(X.shape[1])
         step = max(1, 2**22 // X.shape[1])
+        unit = np.ones(len(rows)) if weight is None else weight  # unit weights: exact, as unweighted
         for start, block in zip(range(0, len(rows), step), iter_blocks(X, step, rows), strict=True):
-            if weight is not None:  # rows of weight 0 are left out, of the range too
-                w = weight[start : start + len(block)]
-                block = np.where(w[:, None] > 0, block, np.nan)
-                total += np.nansum(block * w[:, None], axis=0, dtype=np.float64)
-                count += (~np.isnan(block) * w[:, None]).sum(axis=0)
-            else:
-                total += np.nansum(block, axis=0, dtype=np.float64)
-                count += (~np.isnan(block)).sum(axis=0)
+            w = unit[start : start + len(block), None]
+            block = np.where(w > 0, block, np.nan)  # rows of weight 0 are left out, of the range too
+            total += np.nansum(block * w, axis=0, dtype=np.float64)
+            count += (~np.isnan(block) * w).sum(axis=0)
             low = np.fmin(low, np.nanmin(block, axis=0, initial=np.inf))
             high = np.fmax(high, np.nanmax(block, axis=0, initial=-np.inf))
         if not accumulate:
-            n_rows = np.maximum(count, 1) if weight is None else np.where(count > 0, count, 1.0)
+            n_rows = np.where(count > 0, count, 1.0)
         self.feature_mean_ = total / n_rows
         margin = 0.1 * (high - low)
         self.feature_bounds_ = np.stack([low - margin, high + margin]).astype(np.float64)
