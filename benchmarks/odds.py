@@ -76,9 +76,11 @@ REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "adbe
 def skprobae_detectors(max_epochs: int | None) -> dict[str, Callable[[], object]]:
     budget = {} if max_epochs is None else {"max_epochs": max_epochs}
     common = {"random_state": 0, **budget}
+    flow_budget = {"flow_max_epochs": max_epochs} if max_epochs else {}
     return {
         "skprobae ProbabilisticAutoencoder (t_diag)": lambda: ProbabilisticAutoencoder(distribution="t_diag", **common),
-        "skprobae PAE": lambda: PAE(**common, **({"flow_max_epochs": max_epochs} if max_epochs else {})),
+        "skprobae PAE": lambda: PAE(**common, **flow_budget),
+        "skprobae PAE (one fit)": lambda: PAE(refit_on_inliers=False, **common, **flow_budget),
         "skprobae AEF": lambda: AEF(**common),
         "skprobae VAE": lambda: VAE(**common),
     }

@@ -707,6 +707,10 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         self._interrupted_net = None
         try:
             self._fit(X, mode, sample_weight)
+            if hasattr(self, "refit_on_inliers") and mode != "partial":
+                self.n_refit_outliers_ = 0
+                if mode == "new" and self.refit_on_inliers and self._interrupted_net is None:
+                    self._refit_on_inliers(X, sample_weight)
         except KeyboardInterrupt:
             self._forget_fit()
             raise
@@ -723,6 +727,34 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
                 stacklevel=3,
             )
         return self
+
+    def _refit_on_inliers(self, X, sample_weight) -> None:
+        """Fit again with weight 0 on the training rows the fit flags as outliers; ``offset_`` over all rows.
+
+        A trimmed likelihood: the second fit (from scratch, same seed and
+        split) learns the rows the first one calls inliers (score at or above
+        ``offset_``), and the ``contamination`` quantile is then taken over
+        every training row, with the user's weights.
+        """
+        X_checked = self._check_X(X)
+        inlier = self._score_samples(X_checked) >= self.offset_
+        n_outliers = int(np.count_nonzero(~inlier))
+        if n_outliers == 0:
+            return
+        weight = self._check_fit_weight(sample_weight, X_checked)
+        trimmed = (np.ones(len(X_checked)) if weight is None else weight) * inlier
+        if np.count_nonzero(trimmed) <= self.n_components_ + 1:
+            warnings.warn(
+                f"{type(self).__name__}: refit_on_inliers left {np.count_nonzero(trimmed)} of {len(X_checked)} "
+                f"training rows, too few for n_components_={self.n_components_}; kept the fit on every row.",
+                UserWarning,
+                stacklevel=4,
+            )
+            return
+        self._fit(X, "new", trimmed)
+        self._fit_weight = weight
+        self._fit_offset(X_checked, check_random_state(self.random_state))
+        self.n_refit_outliers_ = n_outliers
 
     @property
     def _continuing(self) -> bool:

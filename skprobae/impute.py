@@ -213,6 +213,7 @@ class PAEImputer(PersistenceMixin, OneToOneFeatureMixin, TransformerMixin, BaseE
             learning_rate=self.learning_rate,
             validation_fraction=self.validation_fraction,
             n_iter_no_change=self.n_iter_no_change,
+            refit_on_inliers=False,  # an imputer models every row, outliers included
             n_threads=self.n_threads,
             device=self.device,
             random_state=seed,

@@ -144,6 +144,19 @@ class PAE(BaseAutoencoder):
         Expected share of outliers; sets ``offset_`` (``"auto"``: Tukey's
         lower fence of the training scores, see
         :class:`~skprobae.ProbabilisticAutoencoder`).
+    refit_on_inliers : bool, default=True
+        Fit twice: once on every training row, then again from scratch with
+        weight 0 on the training rows the first fit flags as outliers (score
+        below its ``offset_``, so ``contamination`` sets their share). A
+        trimmed likelihood, as the C-steps of
+        :class:`~sklearn.covariance.MinCovDet` refit on the most central rows:
+        without it a cluster of anomalies in the training data is learned as
+        one more mode and scores as normal. ``offset_`` is then the
+        ``contamination`` quantile of the refitted model's scores of *all*
+        training rows, and ``n_refit_outliers_`` counts the rows left out.
+        Doubles the fit time; ``False`` fits once, as a density model of all
+        rows. ``partial_fit`` and ``warm_start`` continuations train on the
+        given weights only.
     warm_start, accelerator
         As for :class:`~skprobae.ProbabilisticAutoencoder` (both stages
         continue, or train data-parallel).
@@ -188,6 +201,9 @@ class PAE(BaseAutoencoder):
         current ``score_method`` (see the property's docstring).
     offsets_ : dict
         Those quantiles keyed by ``(score_method, map_steps)``.
+    n_refit_outliers_ : int
+        Training rows that ``refit_on_inliers`` left out of the second fit (0
+        when it did not refit).
     n_features_in_ : int
 
     See Also
@@ -224,6 +240,7 @@ class PAE(BaseAutoencoder):
         "flow_learning_rate": [Interval(Real, 0, None, closed="neither")],
         "flow_batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "latent_noise": [Interval(Real, 0, None, closed="left")],
+        "refit_on_inliers": ["boolean"],
         "score_method": [StrOptions(set(SCORE_METHODS))],
         "map_steps": [Interval(Integral, 0, None, closed="left"), None],
         "map_learning_rate": [Interval(Real, 0, None, closed="neither")],
@@ -269,6 +286,7 @@ class PAE(BaseAutoencoder):
         random_state=None,
         verbose=0,
         contamination=0.1,
+        refit_on_inliers=True,
         warm_start=False,
         accelerator=None,
     ):
@@ -310,6 +328,7 @@ class PAE(BaseAutoencoder):
         self.random_state = random_state
         self.verbose = verbose
         self.contamination = contamination
+        self.refit_on_inliers = refit_on_inliers
         self.warm_start = warm_start
         self.accelerator = accelerator
 
@@ -332,14 +351,15 @@ class PAE(BaseAutoencoder):
                 "PAE: score_method='laplace' expands the Gaussian likelihood of continuous columns; with "
                 "categorical columns use score_method='combined', 'latent' or 'reconstruction'."
             )
-        n_codes = len(split.fit_rows)
+        weight = self._row_weights(split.fit_rows)
+        n_codes = len(split.fit_rows) if weight is None else int(np.count_nonzero(weight))
         if n_codes <= self.n_components_:
             # The codes of n rows span at most n - 1 dimensions: a density over n_components
             # dimensions fitted to them is degenerate (scores near -1e40 off those rows).
             raise ValueError(
                 f"PAE: the latent flow is fitted to the codes of the training rows and needs more of them than "
-                f"n_components={self.n_components_}; got n_samples={len(X)} ({n_codes} training row(s) after "
-                f"validation_fraction={self.validation_fraction}). Fit on more rows or lower n_components."
+                f"n_components={self.n_components_}; got n_samples={len(X)} ({n_codes} training row(s) of positive "
+                f"weight after validation_fraction={self.validation_fraction}). Fit on more rows or lower n_components."
             )
 
     def _cost_key(self) -> tuple:
