@@ -15,9 +15,12 @@ the rows are malignant cases. Both detectors are fitted on the unlabelled rows i
 pipeline with ``StandardScaler``; the example prints the AUROC of every PAE score
 method and of IsolationForest [Liu2008]_, and what ``predict`` flags. In our run
 IsolationForest ranks the malignant rows best (AUROC 0.957), then the PAE's latent
-score (0.926); the combined score, which ``predict`` uses by default, reaches 0.824.
+score (0.894); the combined score, which ``predict`` uses by default, reaches 0.787.
+The PAE refits on the rows its first fit calls inliers (``refit_on_inliers=True``, the
+default); here, where the malignant rows are scattered rather than a cluster, that
+trimming of the benign tails costs more than it gains: one fit scores 0.824.
 
-Run: ``python examples/plot_pae_outliers_tabular.py`` (about 10 s on 2 CPU cores).
+Run: ``python examples/plot_pae_outliers_tabular.py`` (about 20 s on 2 CPU cores).
 """
 
 # %%
@@ -57,6 +60,9 @@ for method in ("combined", "latent", "reconstruction", "laplace"):
     pae.set_params(pae__score_method=method)
     aurocs[f"PAE ({method})"] = roc_auc_score(is_outlier, -pae.score_samples(X))
     print(f"PAE ({method:14s}) AUROC {aurocs[f'PAE ({method})']:.3f}")
+once = make_pipeline(StandardScaler(), PAE(n_components=4, contamination=0.05, refit_on_inliers=False, random_state=0))
+aurocs["PAE (combined, one fit)"] = roc_auc_score(is_outlier, -once.fit(X).score_samples(X))
+print(f"PAE (combined, one fit) AUROC {aurocs['PAE (combined, one fit)']:.3f}")
 forest = make_pipeline(StandardScaler(), IsolationForest(contamination=0.05, random_state=0)).fit(X)
 aurocs["IsolationForest"] = roc_auc_score(is_outlier, -forest.score_samples(X))
 print(f"IsolationForest         AUROC {aurocs['IsolationForest']:.3f}")
@@ -78,7 +84,7 @@ print(f"PAE predict flags {flagged.sum()} rows; {is_outlier[flagged].mean():.0%}
 
 figure, ax = plt.subplots(figsize=(7, 3))
 names = list(aurocs)
-ax.barh(names, [aurocs[name] for name in names], color=["C0"] * 4 + ["C1"])
+ax.barh(names, [aurocs[name] for name in names], color=["C0"] * 5 + ["C1"])
 for position, name in enumerate(names):
     ax.text(aurocs[name] - 0.01, position, f"{aurocs[name]:.3f}", ha="right", va="center", color="white")
 ax.axvline(0.5, color="black", linestyle="--", linewidth=1, label="chance")
