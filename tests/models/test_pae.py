@@ -19,7 +19,7 @@ FAST = {
     "max_epochs": 30,
     "flow_max_epochs": 30,
     "flow_hidden_layer_sizes": (32, 32),
-    "refit_on_inliers": False,  # one fit: the statistics below are those of every training row (refit: tests at the end)
+    "refit_on_inliers": False,  # one fit: statistics of every training row (the refit is tested at the end)
     "random_state": 0,
 }
 
