@@ -743,7 +743,9 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
             return
         weight = self._check_fit_weight(sample_weight, X_checked)
         trimmed = (np.ones(len(X_checked)) if weight is None else weight) * inlier
-        if np.count_nonzero(trimmed) <= self.n_components_ + 1:
+        # At worst every validation row is an inlier: the training rows that keep a weight are at least these.
+        n_valid = math.ceil(self.validation_fraction * len(X_checked)) if self.validation_fraction > 0 else 0
+        if np.count_nonzero(trimmed) - n_valid <= self.n_components_:
             warnings.warn(
                 f"{type(self).__name__}: refit_on_inliers left {np.count_nonzero(trimmed)} of {len(X_checked)} "
                 f"training rows, too few for n_components_={self.n_components_}; kept the fit on every row.",
