@@ -230,6 +230,18 @@ _SCALE_LIMIT = 1e3
 _SCALE_SAMPLE_ROWS = 10_000
 
 
+def weighted_quantile(values: np.ndarray, quantiles, weight: np.ndarray) -> np.ndarray:
+    """Quantiles of weighted ``values``: the smallest value whose weighted distribution function reaches each ``q``.
+
+    NumPy's ``np.quantile(values, q, weights=weight, method="inverted_cdf")``,
+    which needs NumPy 2; rows of weight 0 do not count.
+    """
+    order = np.argsort(values, kind="stable")
+    cdf = np.cumsum(np.asarray(weight, dtype=np.float64)[order])
+    index = np.searchsorted(cdf / cdf[-1], np.asarray(quantiles, dtype=np.float64), side="left")
+    return np.asarray(values)[order][np.minimum(index, len(values) - 1)]
+
+
 def _warn_if_badly_scaled(owner: str, X: np.ndarray) -> None:
     """Warn when the columns of a table are far from unit scale or far apart in scale.
 
@@ -1455,7 +1467,7 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         if weight is None:
             values = np.percentile(training_scores, 100.0 * np.asarray(quantiles))
         else:
-            values = np.quantile(training_scores, quantiles, weights=weight, method="inverted_cdf")
+            values = weighted_quantile(training_scores, quantiles, weight)
         if self.contamination == "auto":
             q1, q3 = values
             return float(q1 - AUTO_FENCE * (q3 - q1))

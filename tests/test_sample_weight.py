@@ -13,6 +13,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skprobae import AEF, PAE, VAE, ProbabilisticAutoencoder
+from skprobae._base import weighted_quantile
 from skprobae._testing import AUTOENCODERS, small
 
 FULL_BATCH = {"validation_fraction": 0.0, "batch_size": 1024, "flow_batch_size": 1024, "random_state": 0}
@@ -188,3 +189,19 @@ def test_vae_weights_shift_the_fit_towards_heavy_rows():
     light_fit = VAE(**params).fit(X, sample_weight=heavy[::-1])
     heavy_fit = VAE(**params).fit(X, sample_weight=heavy)
     assert heavy_fit.score_samples(X[100:]).mean() > light_fit.score_samples(X[100:]).mean() + 1.0
+
+
+def test_weighted_quantile_is_the_inverse_of_the_weighted_distribution_function():
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=57)
+    values[[3, 9]] = values[20]  # ties
+    weight = rng.integers(0, 4, size=57)
+    quantiles = [0.01, 0.1, 0.25, 0.5, 0.75, 0.999]
+    # integer weights: the unweighted quantiles of the repeated values, exactly (no arithmetic on the values)
+    expected = np.quantile(np.repeat(values, weight), quantiles, method="inverted_cdf")
+    np.testing.assert_array_equal(weighted_quantile(values, quantiles, weight), expected)
+    # real weights: NumPy 2's weighted quantile, where it exists (the helper stands in for it under NumPy 1)
+    real_weight = rng.uniform(0, 2, size=57)
+    if np.lib.NumpyVersion(np.__version__) >= "2.0.0":
+        expected = np.quantile(values, quantiles, weights=real_weight, method="inverted_cdf")
+        np.testing.assert_array_equal(weighted_quantile(values, quantiles, real_weight), expected)
