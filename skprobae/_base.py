@@ -479,6 +479,10 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
             weight = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
         except ValueError as error:
             raise ValueError(f"{type(self).__name__}: sample_weight: {error}") from None
+        if not weight.any():  # scikit-learn refuses this itself only from 1.7 on
+            raise ValueError(
+                f"{type(self).__name__}: sample_weight is zero for every row; at least one row needs a positive weight."
+            )
         return weight if self._partial else weight / weight.mean()
 
     def _row_weights(self, rows: np.ndarray | None = None) -> np.ndarray | None:
