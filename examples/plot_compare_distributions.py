@@ -25,7 +25,7 @@ deviation. To keep the example under a minute, every model is trained for 40 epo
 convergence and the table compares the families at a small, equal budget.
 
 In our run the families that learn a per-pixel scale (``*_diag``, ``*_full``) reach
-held-out log-likelihoods of about 46 to 58 nats against -59.5 for the unit-scale ones
+held-out log-likelihoods of about 46 to 57 nats against -59.5 for the unit-scale ones
 (``mse``, ``normal`` and ``matrix_normal`` give identical numbers), but reconstruct
 worse (RMSE about 0.25 against 0.15), likely because with most pixels exactly 0 a
 small predicted scale on the blank pixels buys much of the likelihood. The vector

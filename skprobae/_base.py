@@ -1517,5 +1517,7 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
 
 def head_point_and_std(head: OutputDistribution, params: Tensor, return_std: bool):
     """An output distribution's point estimate and (optionally) its per-feature std at float64 raw parameters."""
-    point = head.point_estimate(params)
-    return (point, head.variance(params).sqrt()) if return_std else point
+    if not return_std:
+        return head.point_estimate(params)
+    point, variance = head.point_and_variance(params)
+    return point, variance.sqrt()

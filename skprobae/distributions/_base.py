@@ -379,6 +379,23 @@ class OutputDistribution(nn.Module):
         """
         return self.distribution(params).variance
 
+    def point_and_variance(self, params: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`point_estimate` and :meth:`variance` of the same ``params``, as a pair.
+
+        A family that draws samples for both (``maf``) draws them once.
+
+        Parameters
+        ----------
+        params : Tensor of shape (..., n_params)
+            Raw decoder output.
+
+        Returns
+        -------
+        point, variance : Tensor of shape (..., n_features)
+            As :meth:`point_estimate` and :meth:`variance` give them.
+        """
+        return self.point_estimate(params), self.variance(params)
+
     def components(self, params: Tensor) -> tuple[Tensor, Tensor]:
         """Point estimate of each mixture component and its log-weight.
 

@@ -146,6 +146,9 @@ class MaskedAutoregressiveFlow(OutputDistribution):
     def variance(self, params: Tensor) -> Tensor:
         return self.moments(params)[1]
 
+    def point_and_variance(self, params: Tensor) -> tuple[Tensor, Tensor]:
+        return self.moments(params)
+
     def extra_repr(self) -> str:
         """The number of features and of point-estimate draws, shown in the module's ``repr``.
 

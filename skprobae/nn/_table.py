@@ -336,8 +336,24 @@ class TableHead(OutputDistribution):
         """Continuous columns: the family's variance in raw units; categorical columns: NaN (no variance of a label)."""
         continuous = None
         if self.continuous is not None:
-            continuous = self.continuous.variance(self._continuous_params(params))
-            continuous = continuous * self.column_scale.to(continuous.dtype) ** 2 if self.standardizes else continuous
+            continuous = self._unstandardize_variance(self.continuous.variance(self._continuous_params(params)))
+        return self._fill_variance(params, continuous)
+
+    def point_and_variance(self, params: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`point_estimate` and :meth:`variance`, from one call of the continuous family's."""
+        if self.continuous is None:
+            return self.point_estimate(params), self.variance(params)
+        point, variance = self.continuous.point_and_variance(self._continuous_params(params))
+        modes = [p.argmax(-1) for p in self.category_probabilities(params)]
+        return (
+            self._fill(params, self._unstandardize(point), modes),
+            self._fill_variance(params, self._unstandardize_variance(variance)),
+        )
+
+    def _unstandardize_variance(self, variance: Tensor) -> Tensor:
+        return variance * self.column_scale.to(variance.dtype) ** 2 if self.standardizes else variance
+
+    def _fill_variance(self, params: Tensor, continuous: Tensor | None) -> Tensor:
         nan = [params.new_full(params.shape[:-1], float("nan")) for _ in self.categorical_index]
         return self._fill(params, continuous, nan)
 

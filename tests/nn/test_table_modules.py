@@ -138,3 +138,21 @@ def test_logit_fisher_is_the_hessian_of_the_categorical_negative_log_likelihood(
         torch.testing.assert_close(fisher[i], hessian, rtol=1e-10, atol=1e-12)
     assert (fisher[1, 0] == 0).all() and (fisher[2, 1:, 1:] == 0).all()  # missing entries carry no information
     assert (fisher[0, 0, 1:] == 0).all()  # block diagonal over the columns
+
+
+@pytest.mark.parametrize("family", ["normal_diag", "t_diag", "maf"])
+def test_point_and_variance_is_the_point_estimate_and_the_variance_from_one_pass(family, monkeypatch):
+    head, params = _head_and_params(family)
+    calls = []
+    if family == "maf":  # the flow family draws samples for both: one set of draws, not two
+        moments = head.continuous.moments
+        monkeypatch.setattr(head.continuous, "moments", lambda p: calls.append(1) or moments(p))
+    with torch.no_grad():  # inference, as reconstruct runs it (the flow has parameters)
+        point, variance = head.point_estimate(params), head.variance(params)
+        calls.clear()
+        together = head.point_and_variance(params)
+    # same seeded draws for maf, same arithmetic for the others: equal by construction (NaN for categories)
+    np.testing.assert_array_equal(together[0].numpy(), point.numpy())
+    np.testing.assert_array_equal(together[1].numpy(), variance.numpy())
+    assert np.isnan(variance[:, [1, 3]].numpy()).all()
+    assert len(calls) == (1 if family == "maf" else 0)
