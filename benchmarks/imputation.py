@@ -75,13 +75,15 @@ def make_imputer(name: str, seed: int):
 def tabular_sets(data_dir: str | None, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     sets = {}
     for name in names:
+        if name == "digits":
+            sets[name] = load_digits().data
+            continue
         try:
             X, y = load_odds(name, data_dir)
         except (FileNotFoundError, OSError, ValueError) as exc:
             print(f"skipping {name}: {exc}")
             continue
         sets[name] = X[y == 0]
-    sets["digits"] = load_digits().data
     return sets
 
 
@@ -208,7 +210,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", default=os.environ.get(DATA_ENV), help=f"data folder (default ${DATA_ENV})")
     parser.add_argument("--quick", action="store_true", help="smoke run: 3 sets, 1 seed, 500 rows, small image part")
-    parser.add_argument("--sets", nargs="+", default=list(ODDS), choices=ODDS)
+    parser.add_argument("--sets", nargs="+", default=[*ODDS, "digits"], choices=[*ODDS, "digits"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--max-rows", type=int, default=2000, help="rows per tabular set (seeded subsample)")
     parser.add_argument("--missing", type=float, default=0.2, help="fraction of entries removed (default 0.2)")
@@ -232,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
     has_data = args.data_dir is not None and (data_home(args.data_dir) / "odds").is_dir()
-    sets = tabular_sets(args.data_dir, tuple(args.sets) if has_data else ())
+    sets = tabular_sets(args.data_dir, tuple(args.sets) if has_data else ("digits",) if "digits" in args.sets else ())
     rmse, seconds, coverage = run_tabular(sets, args)
     png = args.output.with_suffix(".png")
     images = run_images(args, png) if has_data and not args.skip_images else "Not run."

@@ -399,7 +399,14 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
             )
         weight = getattr(self, "_fit_weight", None)
         fit_standardization(self, X, bool(getattr(self, "standardize", False)) and not self._images, weight)
-        self.missing_indicators_ = bool(has_missing and not self._images)
+        masks_inputs = getattr(self, "mask_fraction", 0.0) > 0
+        if masks_inputs and self._images:
+            raise ValueError(
+                f"{owner}: mask_fraction={self.mask_fraction} hides table entries from the encoder; it does not "
+                "apply to images (image_shape or architecture='conv'). Use mask_fraction=0."
+            )
+        # the encoder must tell a hidden entry from an observed 0
+        self.missing_indicators_ = bool((has_missing or masks_inputs) and not self._images)
         if has_missing:
             self._check_missing_supported(self._make_head(X.shape[1]) if self._tabular else None)
         if self.n_components == "auto":

@@ -80,6 +80,11 @@ class PAEImputer(PersistenceMixin, OneToOneFeatureMixin, TransformerMixin, BaseE
         validation split applies).
     batch_size, learning_rate, validation_fraction, n_iter_no_change
         Training settings of the PAE.
+    mask_fraction : float in [0, 1), default=0.3
+        Share of the observed entries hidden from the PAE's encoder at each
+        training step (they stay in the likelihood; see
+        :class:`~skprobae.PAE`): the model learns to predict entries it does
+        not see, which is what imputation asks of it.
     n_rounds : int, default=1
         Fits of the PAE: the first on the incomplete rows (masked
         likelihood), each further one on the previous round's posterior
@@ -142,6 +147,7 @@ class PAEImputer(PersistenceMixin, OneToOneFeatureMixin, TransformerMixin, BaseE
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), None],
+        "mask_fraction": [Interval(Real, 0, 1, closed="left")],
         "n_rounds": [Interval(Integral, 1, None, closed="left")],
         "n_restarts": [Interval(Integral, 1, None, closed="left")],
         "n_posterior_samples": [Interval(Integral, 1, None, closed="left")],
@@ -167,6 +173,7 @@ class PAEImputer(PersistenceMixin, OneToOneFeatureMixin, TransformerMixin, BaseE
         learning_rate=1e-3,
         validation_fraction=0.1,
         n_iter_no_change=10,
+        mask_fraction=0.3,
         n_rounds=1,
         n_restarts=4,
         n_posterior_samples=100,
@@ -189,6 +196,7 @@ class PAEImputer(PersistenceMixin, OneToOneFeatureMixin, TransformerMixin, BaseE
         self.learning_rate = learning_rate
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
+        self.mask_fraction = mask_fraction
         self.n_rounds = n_rounds
         self.n_restarts = n_restarts
         self.n_posterior_samples = n_posterior_samples
@@ -213,6 +221,7 @@ class PAEImputer(PersistenceMixin, OneToOneFeatureMixin, TransformerMixin, BaseE
             learning_rate=self.learning_rate,
             validation_fraction=self.validation_fraction,
             n_iter_no_change=self.n_iter_no_change,
+            mask_fraction=self.mask_fraction,
             refit_on_inliers=False,  # an imputer models every row, outliers included
             n_threads=self.n_threads,
             device=self.device,

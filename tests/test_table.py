@@ -226,3 +226,27 @@ def test_a_dataframe_with_categories_and_missing_entries_keeps_its_categorical_c
     assert model.missing_indicators_
     assert np.isfinite(model.score_samples(holes)).all()
     assert model.reconstruct(holes)["colour"].notna().all()  # a missing category is reconstructed
+
+
+def test_mask_fraction_teaches_the_encoder_to_predict_entries_it_does_not_see():
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(600, 2)) @ rng.normal(size=(2, 6)) + 0.05 * rng.normal(size=(600, 6))
+    hidden = X.copy()
+    hidden[:, :3] = np.nan  # predict the first three columns from the other three
+    errors = {}
+    for mask_fraction in (0.0, 0.5):
+        model = ProbabilisticAutoencoder(
+            n_components=2, max_epochs=60, mask_fraction=mask_fraction, random_state=0
+        ).fit(X)
+        assert model.missing_indicators_ == (mask_fraction > 0)
+        errors[mask_fraction] = np.sqrt(np.mean((model.reconstruct(hidden)[:, :3] - X[:, :3]) ** 2))
+    assert errors[0.5] < 0.5 * errors[0.0], errors
+    assert errors[0.5] < 0.5 * X[:, :3].std()
+
+
+def test_mask_fraction_is_seeded_and_refused_for_images():
+    X = np.random.default_rng(10).normal(size=(100, 4))
+    scores = [PAE(**FAST, flow_max_epochs=2, mask_fraction=0.3).fit(X).score_samples(X) for _ in range(2)]
+    np.testing.assert_array_equal(scores[0], scores[1])
+    with pytest.raises(ValueError, match=r"mask_fraction=0\.3 .* does not apply to images"):
+        ProbabilisticAutoencoder(mask_fraction=0.3, image_shape=(2, 2), max_epochs=1).fit(X)

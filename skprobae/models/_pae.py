@@ -82,6 +82,13 @@ class PAE(BaseAutoencoder):
         included), so no ``StandardScaler`` is needed in front. Not applied
         to images (``image_shape`` or ``architecture="conv"``), whose pixels
         share one scale.
+    mask_fraction : float in [0, 1), default=0.0
+        Share of the observed entries of each training row hidden from the
+        encoder at each step (as if missing; drawn anew every batch), while
+        the likelihood still scores them: the model learns to predict the
+        entries it does not see, as denoising and MIWAE-style imputers are
+        trained. Useful when rows will be scored or imputed with missing
+        entries; turns on the missingness indicators. Tables only.
     architecture : {"mlp", "conv"}, default="mlp"
         Encoder/decoder family; ``"conv"`` needs ``image_shape``.
     image_shape : tuple of int or None, default=None
@@ -230,6 +237,7 @@ class PAE(BaseAutoencoder):
         **BaseAutoencoder._parameter_constraints,
         "categorical_features": [StrOptions({"from_dtype"}), "array-like", str, None],
         "standardize": ["boolean"],
+        "mask_fraction": [Interval(Real, 0, 1, closed="left")],
         "distribution": [StrOptions(DISTRIBUTION_NAMES)],
         "distribution_options": [dict, None],
         "n_mixtures": [Interval(Integral, 1, None, closed="left")],
@@ -251,6 +259,7 @@ class PAE(BaseAutoencoder):
         n_components="auto",
         categorical_features="from_dtype",
         standardize=True,
+        mask_fraction=0.0,
         architecture="mlp",
         image_shape=None,
         hidden_layer_sizes=(256, 128),
@@ -293,6 +302,7 @@ class PAE(BaseAutoencoder):
         self.n_components = n_components
         self.categorical_features = categorical_features
         self.standardize = standardize
+        self.mask_fraction = mask_fraction
         self.architecture = architecture
         self.image_shape = image_shape
         self.hidden_layer_sizes = hidden_layer_sizes

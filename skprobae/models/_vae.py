@@ -70,6 +70,13 @@ class VAE(BaseAutoencoder):
         Networks, as for :class:`~skprobae.ProbabilisticAutoencoder`; the
         encoder emits ``2 * n_components`` values. ``hidden_layer_sizes=()``
         gives linear maps.
+    mask_fraction : float in [0, 1), default=0.0
+        Share of the observed entries of each training row hidden from the
+        encoder at each step (as if missing; drawn anew every batch), while
+        the likelihood still scores them: the model learns to predict the
+        entries it does not see, as denoising and MIWAE-style imputers are
+        trained. Useful when rows will be scored or imputed with missing
+        entries; turns on the missingness indicators. Tables only.
     conv_channels : tuple of int, default=(32, 64)
         Channels of the stride-2 convolutions for ``architecture="conv"``.
     distribution : str, default="normal_diag"
@@ -152,6 +159,7 @@ class VAE(BaseAutoencoder):
         **BaseAutoencoder._parameter_constraints,
         "categorical_features": [StrOptions({"from_dtype"}), "array-like", str, None],
         "standardize": ["boolean"],
+        "mask_fraction": [Interval(Real, 0, 1, closed="left")],
         "distribution": [StrOptions(DISTRIBUTION_NAMES)],
         "distribution_options": [dict, None],
         "n_mixtures": [Interval(Integral, 1, None, closed="left")],
@@ -170,6 +178,7 @@ class VAE(BaseAutoencoder):
         n_components="auto",
         categorical_features="from_dtype",
         standardize=True,
+        mask_fraction=0.0,
         architecture="mlp",
         image_shape=None,
         hidden_layer_sizes=(128,),
@@ -209,6 +218,7 @@ class VAE(BaseAutoencoder):
         self.n_components = n_components
         self.categorical_features = categorical_features
         self.standardize = standardize
+        self.mask_fraction = mask_fraction
         self.architecture = architecture
         self.image_shape = image_shape
         self.hidden_layer_sizes = hidden_layer_sizes

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -83,6 +83,13 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         included), so no ``StandardScaler`` is needed in front. Not applied
         to images (``image_shape`` or ``architecture="conv"``), whose pixels
         share one scale.
+    mask_fraction : float in [0, 1), default=0.0
+        Share of the observed entries of each training row hidden from the
+        encoder at each step (as if missing; drawn anew every batch), while
+        the likelihood still scores them: the model learns to predict the
+        entries it does not see, as denoising and MIWAE-style imputers are
+        trained. Useful when rows will be scored or imputed with missing
+        entries; turns on the missingness indicators. Tables only.
     architecture : {"mlp", "conv"}, default="mlp"
         ``"conv"``: two stride-2 3x3 convolutions (32, 64 channels) before the
         fully connected layers, mirrored by transposed convolutions that emit
@@ -233,6 +240,7 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         **BaseAutoencoder._parameter_constraints,
         "categorical_features": [StrOptions({"from_dtype"}), "array-like", str, None],
         "standardize": ["boolean"],
+        "mask_fraction": [Interval(Real, 0, 1, closed="left")],
         "distribution": [StrOptions(DISTRIBUTION_NAMES)],
         "distribution_options": [dict, None],
         "n_mixtures": [Interval(Integral, 1, None, closed="left")],
@@ -245,6 +253,7 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         n_components="auto",
         categorical_features="from_dtype",
         standardize=True,
+        mask_fraction=0.0,
         architecture="mlp",
         image_shape=None,
         hidden_layer_sizes=(128,),
@@ -276,6 +285,7 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         self.n_components = n_components
         self.categorical_features = categorical_features
         self.standardize = standardize
+        self.mask_fraction = mask_fraction
         self.architecture = architecture
         self.image_shape = image_shape
         self.hidden_layer_sizes = hidden_layer_sizes

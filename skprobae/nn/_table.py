@@ -39,6 +39,9 @@ class TableLayout:
         Standardization of the continuous columns (0 and 1 elsewhere).
     missing_indicators : bool
         Whether the encoder also sees the 0/1 missingness mask of every column.
+    mask_fraction : float, default=0.0
+        Share of the observed entries hidden from the encoder (as if missing)
+        at each training step; none at inference.
     """
 
     n_features: int
@@ -47,6 +50,7 @@ class TableLayout:
     loc: np.ndarray
     scale: np.ndarray
     missing_indicators: bool = False
+    mask_fraction: float = 0.0
 
     @property
     def continuous(self) -> np.ndarray:
@@ -77,13 +81,20 @@ class TableInput(nn.Module):
     """Raw rows -> encoder input: standardized continuous values, one-hot categories, missingness indicators.
 
     A missing entry (NaN) becomes 0 (the mean of a standardized column, no
-    category) and, with ``missing_indicators``, a 1 in its indicator.
+    category) and, with ``missing_indicators``, a 1 in its indicator. In
+    training mode, each observed entry is also hidden this way with
+    probability ``layout.mask_fraction`` (torch's global generator, which
+    ``fit`` seeds), so that the encoder learns to infer entries it does not
+    see; the loss still scores them.
     """
+
+    mask_fraction = 0.0  # modules pickled before the parameter existed
 
     def __init__(self, layout: TableLayout):
         super().__init__()
         self.plain = layout.is_plain
         self.missing_indicators = layout.missing_indicators
+        self.mask_fraction = float(layout.mask_fraction)
         continuous = layout.continuous
         self.register_buffer("continuous", torch.as_tensor(continuous, dtype=torch.long), persistent=False)
         self.register_buffer("categorical", torch.as_tensor(layout.categorical, dtype=torch.long), persistent=False)
@@ -95,6 +106,8 @@ class TableInput(nn.Module):
         self.n_outputs = layout.n_inputs
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.training and self.mask_fraction > 0:
+            x = x.masked_fill(torch.rand(x.shape, device=x.device) < self.mask_fraction, float("nan"))
         missing = torch.isnan(x)
         if self.plain:
             return torch.where(missing, 0.0, x)
@@ -110,7 +123,7 @@ class TableInput(nn.Module):
         return torch.cat(parts, dim=-1)
 
     def extra_repr(self) -> str:
-        return f"n_outputs={self.n_outputs}, plain={self.plain}"
+        return f"n_outputs={self.n_outputs}, plain={self.plain}, mask_fraction={self.mask_fraction}"
 
 
 class TableHead(OutputDistribution):

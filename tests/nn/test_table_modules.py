@@ -156,3 +156,20 @@ def test_point_and_variance_is_the_point_estimate_and_the_variance_from_one_pass
     np.testing.assert_array_equal(together[1].numpy(), variance.numpy())
     assert np.isnan(variance[:, [1, 3]].numpy()).all()
     assert len(calls) == (1 if family == "maf" else 0)
+
+
+def test_table_input_hides_observed_entries_only_in_training():
+    layout = TableLayout(
+        n_features=3, categorical=np.array([], dtype=int), n_categories=(), loc=np.zeros(3), scale=np.ones(3),
+        missing_indicators=True, mask_fraction=0.3,
+    )  # fmt: skip
+    inputs = TableInput(layout)
+    x = torch.ones(20_000, 3)
+    x[:, 2] = torch.nan  # already missing: stays missing, never counted as hidden
+    torch.manual_seed(0)
+    out = inputs.train()(x)
+    hidden = out[:, 3:5]  # the indicators of the two observed columns
+    assert abs(hidden.mean().item() - 0.3) < 0.01
+    torch.testing.assert_close(out[:, :2], 1 - hidden, msg="a hidden entry reads 0, an observed one its value")
+    np.testing.assert_array_equal(out[:, 5].numpy(), 1.0)
+    np.testing.assert_array_equal(inputs.eval()(x)[:, 3:].numpy(), [[0.0, 0.0, 1.0]] * 20_000)
