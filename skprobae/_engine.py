@@ -41,7 +41,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from joblib import cpu_count
-from sklearn import get_config
 from sklearn.utils._chunking import get_chunk_n_rows
 from torch import Tensor
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -176,18 +175,23 @@ def block_rows(cost: RowCost, device: torch.device | str) -> int:
     so a one-row call costs at most about three times
     its unavoidable fixed cost, and a long call runs at two thirds of the
     arithmetic speed or better. Bounds: at least :data:`MIN_BLOCK_ROWS`; at
-    most :data:`MAX_BLOCK_ROWS` and scikit-learn's ``working_memory`` (at
-    most :data:`CPU_BLOCK_MIB` on a CPU) over the bytes a row needs.
+    most :data:`MAX_BLOCK_ROWS` and scikit-learn's ``working_memory`` over
+    the bytes a row needs. On a CPU, blocks are also kept within
+    :data:`CPU_BLOCK_MIB` (cache-sized), except where so few rows would
+    leave the fixed costs larger than the arithmetic: an iterative search
+    whose row needs megabytes (a posterior over a large latent space) would
+    otherwise run one row at a time, paying its thousands of operations per
+    row.
     """
     kind = "cpu" if torch.device(device).type == "cpu" else "cuda"
-    working_memory = get_config()["working_memory"]
-    if kind == "cpu":  # our cache-sized cap, never below one row: only the user's own budget may warn
-        working_memory = min(working_memory, max(CPU_BLOCK_MIB, cost.bytes / 2**20))
-    by_memory = get_chunk_n_rows(cost.bytes, max_n_rows=MAX_BLOCK_ROWS[kind], working_memory=working_memory)
-    seconds = max(BLOCK_SECONDS[kind], OVERHEAD_FACTOR * cost.ops * OP_SECONDS[kind])
-    row_seconds = cost.flops / FLOP_RATE[kind] + cost.moved / BYTE_RATE[kind]
-    by_work = math.ceil(seconds / max(row_seconds, 1e-12))
-    return int(min(by_memory, max(MIN_BLOCK_ROWS, by_work)))
+    by_memory = get_chunk_n_rows(cost.bytes, max_n_rows=MAX_BLOCK_ROWS[kind])  # scikit-learn's working_memory
+    fixed_seconds = OVERHEAD_FACTOR * cost.ops * OP_SECONDS[kind]
+    row_seconds = max(cost.flops / FLOP_RATE[kind] + cost.moved / BYTE_RATE[kind], 1e-12)
+    block = min(by_memory, max(MIN_BLOCK_ROWS, math.ceil(max(BLOCK_SECONDS[kind], fixed_seconds) / row_seconds)))
+    if kind == "cpu":
+        by_cache = int(CPU_BLOCK_MIB * 2**20 // cost.bytes)
+        block = min(block, max(by_cache, math.ceil(fixed_seconds / row_seconds), 1))
+    return int(block)
 
 
 # ---------------------------------------------------------------- threads

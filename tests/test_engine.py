@@ -173,6 +173,16 @@ def test_block_rows_balance_padding_against_fixed_costs():
             assert block_rows(RowCost(bytes=20 * 2**20, flops=1.0), "cpu") == 1
     with config_context(working_memory=4), pytest.warns(UserWarning, match="working_memory"):
         block_rows(RowCost(bytes=20 * 2**20, flops=1.0), "cpu")  # the user's own budget is too small: say so
+    # A posterior search over a large latent space: megabytes and thousands of operations per row. One-row
+    # blocks would pay the operations per row; the cache-sized cap gives way, working_memory still bounds it.
+    search = RowCost(bytes=12e6, flops=1.75e9, ops=1.4e5)
+    fixed_seconds = _engine.OVERHEAD_FACTOR * search.ops * _engine.OP_SECONDS["cpu"]
+    with config_context(working_memory=1024):
+        block = block_rows(search, "cpu")
+        assert block > 1 and block * search.flops / _engine.FLOP_RATE["cpu"] >= fixed_seconds
+        assert block * search.bytes <= 1024 * 2**20
+    with config_context(working_memory=48):
+        assert block_rows(search, "cpu") == 4  # 48 MiB / 12 MB
 
 
 def test_threads_follow_the_work_and_are_restored():
