@@ -210,6 +210,7 @@ def test_pae_imputer_trains_on_the_masked_likelihood_once():
     X_missing[0] = np.nan  # a row with nothing observed is left out of training, imputed from the prior
     imputer = PAEImputer(max_epochs=20, flow_max_epochs=5, random_state=0).fit(X_missing)
     assert imputer.pae_.missing_indicators_ and 190 <= imputer.pae_.n_samples_seen_ <= 199
+    assert imputer.pae_.mask_fraction == imputer.mask_fraction == 0.3  # trained to predict entries it does not see
     filled = imputer.transform(X_missing)
     hidden = np.isnan(X_missing)
     assert np.isfinite(filled).all()

@@ -725,8 +725,11 @@ class PAE(BaseAutoencoder):
             x = x.double()
             observed = ~torch.isnan(x)
             settings = PosteriorSettings(n_restarts, steps, self.map_learning_rate, n_samples)
-            # the encoder sees a missing number at its training mean, a missing category as missing (no one-hot)
-            start = prior.to_base(module.encode(torch.where(observed | is_categorical, x, fill)))[0].double()
+            # An encoder trained on rows with missing entries (missingness indicators) sees them as missing, as in
+            # training; one trained on complete rows sees a missing number at its training mean. A missing
+            # category is missing either way (no one-hot).
+            shown = x if self.missing_indicators_ else torch.where(observed | is_categorical, x, fill)
+            start = prior.to_base(module.encode(shown))[0].double()
             categorical = CategoricalColumns(head, x) if len(categorical_columns) else None
             result = posterior_draws(
                 decode, start, x, observed & ~is_categorical, sigma, noise, restart_noise, draw_uniform, draw_noise,
