@@ -25,7 +25,8 @@ each column's range widened by 10%, categories uniform), *dependency* (every
 column drawn independently from its own marginal: each value is typical, the
 combination is not) and *clustered* (a Gaussian mixture with its means
 scaled by 5 around the data mean). skprobae ``PAE()`` and
-``ProbabilisticAutoencoder()`` read the DataFrame as it is; the baselines are
+``ProbabilisticAutoencoder()`` read the DataFrame as it is (and
+``PAE(mask_fraction=0.3)``); the baselines are
 one-hot + ``SimpleImputer`` + ``StandardScaler`` + ``IForest`` / ``ECOD``.
 AUROC per type, fit on the contaminated table, mean over seeds.
 
@@ -184,6 +185,9 @@ def _mixed_detectors(table, seed: int, max_epochs: int | None) -> dict:
 
     return {
         "skprobae PAE": lambda: make_pipeline(PAE(random_state=seed, **pae_epochs)),
+        "skprobae PAE (mask_fraction=0.3)": lambda: make_pipeline(
+            PAE(mask_fraction=0.3, random_state=seed, **pae_epochs)
+        ),
         "skprobae ProbabilisticAutoencoder": lambda: make_pipeline(
             ProbabilisticAutoencoder(random_state=seed, **epochs)
         ),
