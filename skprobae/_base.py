@@ -399,7 +399,12 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
             )
         weight = getattr(self, "_fit_weight", None)
         fit_standardization(self, X, bool(getattr(self, "standardize", False)) and not self._images, weight)
-        masks_inputs = getattr(self, "mask_fraction", 0.0) > 0
+        mask_fraction = getattr(self, "mask_fraction", None)
+        if isinstance(mask_fraction, str):  # "auto": the estimator's table default, none for images
+            mask_fraction = 0.0 if self._images else self._auto_mask_fraction
+        if mask_fraction is not None:  # the estimators with the parameter (not AEF)
+            self.mask_fraction_ = float(mask_fraction)
+        masks_inputs = bool(mask_fraction)
         if masks_inputs and self._images:
             raise ValueError(
                 f"{owner}: mask_fraction={self.mask_fraction} hides table entries from the encoder; it does not "
@@ -417,6 +422,9 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
 
     _default_image_components = 8
     """``n_components_`` of ``n_components="auto"`` for images (``image_shape``), where no spectrum rule is used."""
+
+    _auto_mask_fraction = 0.0
+    """``mask_fraction_`` of ``mask_fraction="auto"`` on tables (images: 0)."""
 
     def _feature_names(self) -> np.ndarray:
         names = getattr(self, "feature_names_in_", None)

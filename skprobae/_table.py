@@ -334,7 +334,7 @@ def table_layout(estimator) -> TableLayout:
         loc=np.asarray(estimator.feature_loc_, dtype=np.float64),
         scale=np.asarray(estimator.feature_scale_, dtype=np.float64),
         missing_indicators=bool(estimator.missing_indicators_),
-        mask_fraction=float(getattr(estimator, "mask_fraction", 0.0)),
+        mask_fraction=float(getattr(estimator, "mask_fraction_", 0.0)),  # absent in models fitted before it
     )
 
 

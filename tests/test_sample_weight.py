@@ -25,7 +25,8 @@ DETERMINISTIC = [
     (ProbabilisticAutoencoder, {"distribution": "normal", "n_mixtures": 2}),
     # latent_noise=0: the flow's jitter is one draw per row; few flow epochs: a flow fitted to ~90 codes
     # for long amplifies float rounding chaotically.
-    (PAE, {"latent_noise": 0.0, "flow_max_epochs": 10}),
+    # mask_fraction=0: hidden entries are drawn per row and batch, differently for repeated rows.
+    (PAE, {"latent_noise": 0.0, "flow_max_epochs": 10, "mask_fraction": 0.0}),
     (AEF, {"partition": "random"}),  # the exact partition (linear's proposal scale is chosen on a row subsample)
 ]
 
@@ -71,7 +72,7 @@ def test_weighted_fitted_statistics_match_repeated_rows(table):
     X = X.copy()
     X[3, 1] = X[10, 4] = np.nan  # missing entries: weighted means over the observed entries
     # one fit: the statistics of every row (refit_on_inliers would take them over the first fit's inliers)
-    params = {"latent_noise": 0.0, "flow_max_epochs": 5, "refit_on_inliers": False}
+    params = {"latent_noise": 0.0, "flow_max_epochs": 5, "refit_on_inliers": False, "mask_fraction": 0.0}
     weighted, repeated = _fit_pair(PAE, params, X, weight)
     for name in ("feature_loc_", "feature_scale_", "feature_mean_", "feature_bounds_"):
         np.testing.assert_allclose(getattr(weighted, name), getattr(repeated, name), rtol=1e-12, err_msg=name)

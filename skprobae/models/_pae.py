@@ -82,13 +82,16 @@ class PAE(BaseAutoencoder):
         included), so no ``StandardScaler`` is needed in front. Not applied
         to images (``image_shape`` or ``architecture="conv"``), whose pixels
         share one scale.
-    mask_fraction : float in [0, 1), default=0.0
+    mask_fraction : float in [0, 1) or "auto", default="auto"
         Share of the observed entries of each training row hidden from the
         encoder at each step (as if missing; drawn anew every batch), while
-        the likelihood still scores them: the model learns to predict the
-        entries it does not see, as denoising and MIWAE-style imputers are
-        trained. Useful when rows will be scored or imputed with missing
-        entries; turns on the missingness indicators. Tables only.
+        the likelihood still scores them: the model learns to predict each
+        entry from the others, as denoising and MIWAE-style models are
+        trained, so a row whose values are each typical but whose
+        combination is not (a dependency anomaly) scores low. Turns on the
+        missingness indicators. ``"auto"``: 0.3 on tables, 0 on images
+        (``image_shape`` or ``architecture="conv"``, where a hidden pixel
+        would read as black). The value used is ``mask_fraction_``.
     architecture : {"mlp", "conv"}, default="mlp"
         Encoder/decoder family; ``"conv"`` needs ``image_shape``.
     image_shape : tuple of int or None, default=None
@@ -181,8 +184,12 @@ class PAE(BaseAutoencoder):
         The standardization of the continuous columns (0 and 1 for the others
         and with ``standardize=False``).
     missing_indicators_ : bool
-        Whether the training data had missing entries, so that the encoder
-        also sees each row's missingness mask (zero-filled values otherwise).
+        Whether the encoder also sees each row's missingness mask (the
+        training data had missing entries, or ``mask_fraction_ > 0``;
+        zero-filled values otherwise).
+    mask_fraction_ : float
+        The share of observed entries hidden from the encoder in training
+        (``mask_fraction``, or its ``"auto"`` choice).
     net_ : skorch.NeuralNet
         The autoencoder (stage 1).
     flow_net_ : skorch.NeuralNet
@@ -232,12 +239,13 @@ class PAE(BaseAutoencoder):
     _final_stage = "latent flow"
 
     _default_image_components = 16
+    _auto_mask_fraction = 0.3
 
     _parameter_constraints: dict = {
         **BaseAutoencoder._parameter_constraints,
         "categorical_features": [StrOptions({"from_dtype"}), "array-like", str, None],
         "standardize": ["boolean"],
-        "mask_fraction": [Interval(Real, 0, 1, closed="left")],
+        "mask_fraction": [Interval(Real, 0, 1, closed="left"), StrOptions({"auto"})],
         "distribution": [StrOptions(DISTRIBUTION_NAMES)],
         "distribution_options": [dict, None],
         "n_mixtures": [Interval(Integral, 1, None, closed="left")],
@@ -259,7 +267,7 @@ class PAE(BaseAutoencoder):
         n_components="auto",
         categorical_features="from_dtype",
         standardize=True,
-        mask_fraction=0.0,
+        mask_fraction="auto",
         architecture="mlp",
         image_shape=None,
         hidden_layer_sizes=(256, 128),

@@ -189,8 +189,11 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         The standardization of the continuous columns (0 and 1 for the others
         and with ``standardize=False``).
     missing_indicators_ : bool
-        Whether the training data had missing entries, so that the encoder
-        also sees each row's missingness mask (zero-filled values otherwise).
+        Whether the encoder also sees each row's missingness mask (the
+        training data had missing entries, or ``mask_fraction_ > 0``;
+        zero-filled values otherwise).
+    mask_fraction_ : float
+        The share of observed entries hidden from the encoder in training.
     net_ : skorch.NeuralNet
         The trained network (``net_.module_`` is the torch module).
     history_ : skorch.History

@@ -20,6 +20,7 @@ FAST = {
     "flow_max_epochs": 30,
     "flow_hidden_layer_sizes": (32, 32),
     "refit_on_inliers": False,  # one fit: statistics of every training row (the refit is tested at the end)
+    "mask_fraction": 0.0,  # the paper's autoencoder; the default's hidden entries are tested in test_table.py
     "random_state": 0,
 }
 
@@ -295,6 +296,9 @@ def test_custom_networks_and_distribution_options():
 
 # ------------------------------------------------------------ refit_on_inliers
 REFIT_FAST = {
+    # the refit against one fit of the paper's autoencoder, which learns the cluster as a mode (hiding entries
+    # from the encoder already keeps one fit from learning it here: AUROC 0.995)
+    "mask_fraction": 0.0,
     "hidden_layer_sizes": (32,),
     "max_epochs": 30,
     "flow_max_epochs": 30,

@@ -15,6 +15,7 @@ def ppca_pae():
     X = rng.normal(size=(2600, 2)) @ W.T + mu + 0.5 * rng.normal(size=(2600, 5))
     pae = PAE(
         n_components=2,
+        mask_fraction=0.0,  # the paper's autoencoder: encoder and decoder see the same complete rows
         hidden_layer_sizes=(),  # linear encoder and decoder
         max_epochs=100,
         flow_max_epochs=100,
