@@ -81,7 +81,7 @@ def skprobae_detectors(max_epochs: int | None) -> dict[str, Callable[[], object]
         "skprobae ProbabilisticAutoencoder (t_diag)": lambda: ProbabilisticAutoencoder(distribution="t_diag", **common),
         "skprobae PAE": lambda: PAE(**common, **flow_budget),
         "skprobae PAE (one fit)": lambda: PAE(refit_on_inliers=False, **common, **flow_budget),
-        "skprobae PAE (mask_fraction=0.3)": lambda: PAE(mask_fraction=0.3, **common, **flow_budget),
+        "skprobae PAE (mask_fraction=0)": lambda: PAE(mask_fraction=0.0, **common, **flow_budget),
         "skprobae AEF": lambda: AEF(**common),
         "skprobae VAE": lambda: VAE(**common),
     }
