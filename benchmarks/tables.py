@@ -8,9 +8,9 @@ seed: a stratified 70/30 split (ADBench's protocol, as ``odds.py``), then
 in both parts. skprobae's default ``PAE()`` fits and scores the rows with
 NaN natively (masked likelihood; no scaler, no imputer: it standardizes
 inside); the pipelines are ``SimpleImputer`` / ``IterativeImputer`` then
-``StandardScaler`` then PyOD's ``IForest`` / ``ECOD``. ``PAE(mask_fraction=0.3)``
-(trained with a further 30% of the observed entries hidden from its encoder)
-is reported beside the default. Reported: the AUROC at
+``StandardScaler`` then PyOD's ``IForest`` / ``ECOD``. ``PAE(mask_fraction=0)``
+(no observed entries hidden from its encoder in training, the default before
+``mask_fraction="auto"``) is reported beside the default. Reported: the AUROC at
 each rate (mean over sets and seeds) and each detector's *loss from
 missingness* (its complete-data AUROC minus its AUROC at the rate). Target:
 skprobae's loss smaller than every pipeline's.
@@ -26,7 +26,7 @@ column drawn independently from its own marginal: each value is typical, the
 combination is not) and *clustered* (a Gaussian mixture with its means
 scaled by 5 around the data mean). skprobae ``PAE()`` and
 ``ProbabilisticAutoencoder()`` read the DataFrame as it is (and
-``PAE(mask_fraction=0.3)``); the baselines are
+``PAE(mask_fraction=0)``); the baselines are
 one-hot + ``SimpleImputer`` + ``StandardScaler`` + ``IForest`` / ``ECOD``.
 AUROC per type, fit on the contaminated table, mean over seeds.
 
@@ -83,8 +83,8 @@ def _missing_detectors(seed: int, max_epochs: int | None) -> dict:
     epochs = {} if max_epochs is None else {"max_epochs": max_epochs, "flow_max_epochs": max_epochs}
     detectors = {
         "skprobae PAE (native NaN)": lambda: make_pipeline(PAE(random_state=seed, **epochs)),
-        "skprobae PAE (native NaN, mask_fraction=0.3)": lambda: make_pipeline(
-            PAE(mask_fraction=0.3, random_state=seed, **epochs)
+        "skprobae PAE (native NaN, mask_fraction=0)": lambda: make_pipeline(
+            PAE(mask_fraction=0.0, random_state=seed, **epochs)
         ),
     }
     for imputer_name, imputer in (("Simple", SimpleImputer), ("Iterative", IterativeImputer)):
@@ -185,8 +185,8 @@ def _mixed_detectors(table, seed: int, max_epochs: int | None) -> dict:
 
     return {
         "skprobae PAE": lambda: make_pipeline(PAE(random_state=seed, **pae_epochs)),
-        "skprobae PAE (mask_fraction=0.3)": lambda: make_pipeline(
-            PAE(mask_fraction=0.3, random_state=seed, **pae_epochs)
+        "skprobae PAE (mask_fraction=0)": lambda: make_pipeline(
+            PAE(mask_fraction=0.0, random_state=seed, **pae_epochs)
         ),
         "skprobae ProbabilisticAutoencoder": lambda: make_pipeline(
             ProbabilisticAutoencoder(random_state=seed, **epochs)
