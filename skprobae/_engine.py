@@ -104,6 +104,12 @@ class RowCost:
 class _CostCounter(TorchDispatchMode):
     """Count dispatched operations and their FLOPs (torch's formulas); track the live and peak bytes they allocate."""
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # torch wraps a mode's __torch_dispatch__ in dynamo's disable unless this says no; that wrapper imports
+        # torch._dynamo (~1 s) on the first fit. Nothing here is ever compiled.
+        return False
+
     def __init__(self):
         super().__init__()
         self.live = self.peak = self.ops = self.flops = self.moved = 0

@@ -3,14 +3,19 @@
 import itertools
 import mmap
 import os
+import pickle
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from sklearn import config_context
 
-from skprobae import _engine
+import skprobae
+from skprobae import PAE, _engine
 from skprobae._engine import (
     PageReleaser,
     RowBatches,
@@ -23,6 +28,7 @@ from skprobae._engine import (
     torch_threads,
     training_source,
 )
+from skprobae._testing import small
 
 
 @pytest.fixture
@@ -194,3 +200,22 @@ def test_threads_follow_the_work_and_are_restored():
     assert choose_threads(None, 1e15) == min(before, _engine.cpu_count())
     assert choose_threads(3, 1.0) == 3
     assert choose_threads(-1, 1.0) == _engine.cpu_count()
+
+
+def test_scoring_a_pickled_model_in_a_fresh_process_never_imports_dynamo(tmp_path):
+    # torch._dynamo takes about a second to import; only an optimizer needs it (torch's own decorators), so a
+    # process that loads a fitted model and scores with it (a Dask worker, a service) must not pay for it.
+    X = np.random.default_rng(0).normal(size=(60, 4))
+    (tmp_path / "model.pkl").write_bytes(pickle.dumps(small(PAE).fit(X)))
+    child = (
+        "import pickle, sys, numpy as np\n"
+        f"model = pickle.loads(open({str(tmp_path / 'model.pkl')!r}, 'rb').read())\n"
+        "X = np.random.default_rng(1).normal(size=(300, 4))\n"
+        "model.score_samples(X); model.transform(X); model.reconstruct(X); model.sample(5, random_state=0)\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    checkout = str(Path(skprobae.__file__).parents[1])  # the child imports this skprobae, not an installed one
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": checkout}
+    run = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "False"
