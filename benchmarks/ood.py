@@ -263,6 +263,7 @@ def make_pae(K: int, args: argparse.Namespace) -> PAE:
         n_components=K,
         max_epochs=args.epochs,
         flow_max_epochs=args.flow_epochs,
+        n_iter_no_change=10,  # as in the published results (PAE's default is 5 since 0.2)
         random_state=0,
         device=args.device,
     )

@@ -358,9 +358,12 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
     def _validate_params_and_data(self, X, sample_weight=None) -> np.ndarray:
         """Check hyperparameters, the training matrix and ``sample_weight``; set ``n_features_in_``."""
         self._validate_params()
-        sizes = self.hidden_layer_sizes
-        if not all(isinstance(s, Integral) and not isinstance(s, bool) and s >= 1 for s in sizes):
-            raise ValueError(f"hidden_layer_sizes must be a tuple of positive integers, got {sizes!r}.")
+        for name in ("hidden_layer_sizes", "flow_hidden_layer_sizes"):
+            sizes = getattr(self, name, "auto")
+            if isinstance(sizes, str):  # "auto", where the estimator allows it
+                continue
+            if not all(isinstance(s, Integral) and not isinstance(s, bool) and s >= 1 for s in sizes):
+                raise ValueError(f"{name} must be a tuple of positive integers, got {sizes!r}.")
         channels = getattr(self, "conv_channels", (1,))
         if not channels or not all(isinstance(c, Integral) and not isinstance(c, bool) and c >= 1 for c in channels):
             raise ValueError(f"conv_channels must be a non-empty tuple of positive integers, got {channels!r}.")

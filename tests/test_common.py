@@ -162,3 +162,12 @@ def test_a_score_setting_changed_after_fit_warns_that_offset_is_of_other_scores(
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model.decision_function(data[:5])
+
+
+@pytest.mark.parametrize("cls", AUTOENCODERS, ids=lambda cls: cls.__name__)
+@pytest.mark.parametrize("name", ["hidden_layer_sizes", "flow_hidden_layer_sizes"])
+def test_layer_widths_must_be_positive_integers(cls, name, data):
+    if name not in cls().get_params():
+        pytest.skip(f"{cls.__name__} has no {name}")
+    with pytest.raises(ValueError, match=f"^{name} must be a tuple of positive integers, got \\(8, 0\\)"):
+        small(cls).set_params(**{name: (8, 0)}).fit(data)

