@@ -225,7 +225,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-epochs", type=int, default=None, help="cap skprobae epochs (default: library's)")
     parser.add_argument("--skip-pyod", action="store_true")
     parser.add_argument(
-        "--detectors", nargs="+", default=None, help="run only the detectors whose name contains one of these"
+        "--detectors",
+        nargs="+",
+        default=None,
+        help="run only these detectors: an exact name selects that one, other text every name containing it",
     )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--quick", action="store_true", help="smoke run: one seed, 500 train/test rows, 10 epochs")
@@ -247,7 +250,9 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     detectors = {**skprobae_detectors(args.max_epochs), **({} if args.skip_pyod else pyod_detectors())}
     if args.detectors:
-        detectors = {name: f for name, f in detectors.items() if any(part in name for part in args.detectors)}
+        exact = [name for name in args.detectors if name in detectors]  # an exact name selects that one only
+        parts = [part for part in args.detectors if part not in detectors]
+        detectors = {name: f for name, f in detectors.items() if name in exact or any(part in name for part in parts)}
     methods = list(detectors)
     settings = f"seeds={args.seeds} max_train_rows={args.max_train_rows} max_epochs={args.max_epochs}"
     settings += f" max_test_rows={args.max_test_rows}" if args.max_test_rows else ""
