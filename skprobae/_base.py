@@ -123,6 +123,10 @@ AUTO_FENCE = 1.5
 MARGINALIZING_FAMILIES = frozenset({"mse", "normal", "normal_diag", "normal_full", "t", "t_diag", "t_full"})
 """Built-in families with an exact marginal over the observed entries: they train on and score rows with NaN."""
 
+RANKING_EPOCH_SHARE = 0.1
+"""Share of ``max_epochs`` (and ``flow_max_epochs``) the first fit of ``refit_on_inliers`` trains, at least one: it only
+ranks the training rows for the second fit (on the ten ODDS sets, the same mean AUROC as a full first fit)."""
+
 INTERRUPTED_OFFSET_ROWS = 256
 """Training rows scored for ``offset_`` after a KeyboardInterrupt, so that the fit ends within seconds."""
 
@@ -739,11 +743,15 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
     def _fit_guarded(self, X, mode: str, sample_weight=None):
         """``_fit`` in ``mode``: nothing half-fitted after a KeyboardInterrupt, and a warning when one ended it."""
         self._interrupted_net = None
+        refit = mode == "new" and bool(getattr(self, "refit_on_inliers", False))
         try:
+            if refit:  # the first fit only ranks the training rows: a short one does
+                self._epoch_share = RANKING_EPOCH_SHARE
             self._fit(X, mode, sample_weight)
+            self._epoch_share = 1.0
             if hasattr(self, "refit_on_inliers") and mode != "partial":
                 self.n_refit_outliers_ = 0
-                if mode == "new" and self.refit_on_inliers and self._interrupted_net is None:
+                if refit and self._interrupted_net is None:
                     self._refit_on_inliers(X, sample_weight)
         except KeyboardInterrupt:
             self._forget_fit()
@@ -753,6 +761,7 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
             vars(self).pop("_fit_mode", None)
             vars(self).pop("_fit_accelerator", None)
             vars(self).pop("_fit_weight", None)
+            vars(self).pop("_epoch_share", None)
         if interrupted is not None:
             warnings.warn(
                 f"{type(self).__name__}: training was interrupted: {interrupted.stop_summary()} The model "
@@ -766,14 +775,16 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         """Fit again with weight 0 on the training rows the fit flags as outliers; ``offset_`` over all rows.
 
         A trimmed likelihood: the second fit (from scratch, same seed and
-        split) learns the rows the first one calls inliers (score at or above
-        ``offset_``), and the ``contamination`` quantile is then taken over
-        every training row, with the user's weights.
+        split, all the epochs) learns the rows the first, short one calls
+        inliers (score at or above ``offset_``), and the ``contamination``
+        quantile is then taken over every training row, with the user's
+        weights. Where nothing is left out, the second fit is on every row.
         """
         X_checked = self._check_X(X)
         inlier = self._score_samples(X_checked) >= self.offset_
         n_outliers = int(np.count_nonzero(~inlier))
         if n_outliers == 0:
+            self._fit(X, "new", sample_weight)
             return
         weight = self._check_fit_weight(sample_weight, X_checked)
         trimmed = (np.ones(len(X_checked)) if weight is None else weight) * inlier
@@ -782,15 +793,22 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         if np.count_nonzero(trimmed) - n_valid <= self.n_components_:
             warnings.warn(
                 f"{type(self).__name__}: refit_on_inliers left {np.count_nonzero(trimmed)} of {len(X_checked)} "
-                f"training rows, too few for n_components_={self.n_components_}; kept the fit on every row.",
+                f"training rows, too few for n_components_={self.n_components_}; fitted on every row instead.",
                 UserWarning,
                 stacklevel=4,
             )
+            self._fit(X, "new", sample_weight)
             return
         self._fit(X, "new", trimmed)
         self._fit_weight = weight
         self._fit_offset(X_checked, check_random_state(self.random_state))
         self.n_refit_outliers_ = n_outliers
+
+    def _stage_epochs(self, max_epochs: int) -> int:
+        """Epochs of a training stage: one per ``partial_fit`` call; the ranking fit of ``refit_on_inliers`` a share."""
+        if self._partial:
+            return 1
+        return max(1, math.ceil(max_epochs * getattr(self, "_epoch_share", 1.0)))
 
     @property
     def _continuing(self) -> bool:
@@ -824,7 +842,7 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         self._check_training_weight(split)
         if not self._continuing:
             self._check_fit_settings(X, split)
-        epochs = 1 if self._partial else self.max_epochs
+        epochs = self._stage_epochs(self.max_epochs)
         self.net_ = self._train_stage(
             partial(self._build_module, X),
             X,

@@ -342,7 +342,9 @@ def test_refit_on_inliers_is_a_fit_with_weight_zero_on_the_first_fits_outliers(c
     # contamination * total weight is not a whole number: the quantile lies inside a step of the weighted
     # distribution function, not on an edge where rescaled weights may pick either side
     params = {**REFIT_FAST, "contamination": 0.13}
-    first = PAE(refit_on_inliers=False, **params).fit(X_train, sample_weight=weight)
+    # the first fit only ranks the rows: a tenth of the epochs of each stage
+    ranking = {**params, "max_epochs": 3, "flow_max_epochs": 3}
+    first = PAE(refit_on_inliers=False, **ranking).fit(X_train, sample_weight=weight)
     inlier = first.score_samples(X_train) >= first.offset_
     by_hand = PAE(refit_on_inliers=False, **params).fit(X_train, sample_weight=weight * inlier)
     refit = PAE(**params).fit(X_train, sample_weight=weight)
@@ -363,11 +365,13 @@ def test_refit_on_inliers_leaves_continuations_and_imputer_alone(contaminated):
     assert warm.n_refit_outliers_ > 0 and warm.fit(X_train).n_refit_outliers_ == 0
 
 
-def test_refit_on_inliers_with_too_few_inliers_warns_and_keeps_the_first_fit():
+def test_refit_on_inliers_with_too_few_inliers_warns_and_fits_every_row():
     X = np.random.default_rng(0).normal(size=(8, 5))
     params = {**REFIT_FAST, "n_components": 4, "max_epochs": 2, "flow_max_epochs": 2, "contamination": 0.5}
     with pytest.warns(UserWarning, match=r"refit_on_inliers left 4 of 8 training rows, too few for n_components_=4"):
         model = PAE(**params).fit(X)
     once = PAE(**params, refit_on_inliers=False).fit(X)
     assert model.n_refit_outliers_ == 0
+    # the model is a full fit on every row, not the short ranking fit
+    assert model.n_iter_ == once.n_iter_ == 2
     np.testing.assert_allclose(model.score_samples(X), once.score_samples(X), rtol=1e-6)
