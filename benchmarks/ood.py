@@ -263,7 +263,8 @@ def make_pae(K: int, args: argparse.Namespace) -> PAE:
         n_components=K,
         max_epochs=args.epochs,
         flow_max_epochs=args.flow_epochs,
-        n_iter_no_change=10,  # as in the published results (PAE's default is 5 since 0.2)
+        n_iter_no_change=10,  # these two as in the published results (PAE's defaults are 3 and 3e-3 since 0.2)
+        flow_learning_rate=1e-3,
         random_state=0,
         device=args.device,
     )

@@ -238,9 +238,10 @@ def model_specs(args: argparse.Namespace) -> dict[str, Spec]:
         "VAE": Spec(lambda: VAE(**common), {"VAE": draw()}),
         "beta-VAE": Spec(lambda: VAE(beta=100.0, capacity=15.0, **common), {"beta-VAE (beta=100, C=15)": draw()}),
         "beta4-VAE": Spec(lambda: VAE(beta=4.0, **common), {"beta-VAE (beta=4)": draw()}),
-        # n_iter_no_change=10 as in the published results (PAE's default is 5 since 0.2)
+        # n_iter_no_change=10, flow_learning_rate=1e-3 as in the published results (PAE's defaults are 3 and 3e-3
+        # since 0.2)
         "PAE": Spec(
-            lambda: PAE(n_iter_no_change=10, **common, **flow),
+            lambda: PAE(n_iter_no_change=10, flow_learning_rate=1e-3, **common, **flow),
             {"PAE, T=1": draw(1.0), f"PAE, {low}": draw(LOW_TEMPERATURE)},
         ),
         "AEF": Spec(

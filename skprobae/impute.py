@@ -221,6 +221,8 @@ class PAEImputer(PersistenceMixin, OneToOneFeatureMixin, TransformerMixin, BaseE
             flow_hidden_layer_sizes=self.flow_hidden_layer_sizes,
             max_epochs=self.max_epochs,
             flow_max_epochs=self.flow_max_epochs,
+            # PAE's default (3e-3) was set for outlier scores; the posterior's calibration was measured with 1e-3
+            flow_learning_rate=1e-3,
             batch_size=self.batch_size,
             learning_rate=self.learning_rate,
             validation_fraction=self.validation_fraction,
