@@ -6,6 +6,7 @@ import os
 import pickle
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -191,7 +192,8 @@ def test_block_rows_balance_padding_against_fixed_costs():
         assert block_rows(search, "cpu") == 4  # 48 MiB / 12 MB
 
 
-def test_threads_follow_the_work_and_are_restored():
+def test_threads_follow_the_work_and_are_restored(monkeypatch):
+    monkeypatch.setattr(_engine, "busy_other_threads", lambda: 0)  # a quiet machine, whatever runs beside the tests
     before = torch.get_num_threads()
     with torch_threads(choose_threads(None, 1e3)):
         assert torch.get_num_threads() == 1  # tiny work: one thread
@@ -200,6 +202,27 @@ def test_threads_follow_the_work_and_are_restored():
     assert choose_threads(None, 1e15) == min(before, _engine.cpu_count())
     assert choose_threads(3, 1.0) == 3
     assert choose_threads(-1, 1.0) == _engine.cpu_count()
+
+
+def test_automatic_threads_leave_the_cores_other_processes_keep_busy(monkeypatch):
+    monkeypatch.setattr(_engine, "cpu_count", lambda: 4)
+    monkeypatch.setattr(_engine, "thread_budget", lambda: 4)
+    for busy, expected in [(0, 4), (1, 3), (3, 1), (9, 1)]:
+        monkeypatch.setattr(_engine, "busy_other_threads", lambda busy=busy: busy)
+        assert choose_threads(None, 1e15) == expected
+        assert choose_threads(2, 1e15) == 2  # an explicit setting is the user's
+
+
+def test_busy_other_threads_counts_a_process_that_keeps_a_core_busy():
+    if not os.path.exists("/proc/loadavg"):
+        pytest.skip("needs Linux's /proc/loadavg")
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)  # started and spinning
+        assert max(_engine.busy_other_threads() for _ in range(20)) >= 1
+    finally:
+        spinner.kill()
+        spinner.wait()
 
 
 def test_scoring_a_pickled_model_in_a_fresh_process_never_imports_dynamo(tmp_path):

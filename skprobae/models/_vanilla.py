@@ -143,8 +143,9 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         torch intra-op threads inside this estimator's calls (restored
         afterwards). None chooses from the work per batch: one thread for
         small models (which keeps them fast on a shared machine), more as
-        the work grows, at most ``torch.get_num_threads()``; -1 uses every
-        core this process may use.
+        the work grows, at most ``torch.get_num_threads()`` and the cores
+        other processes leave free when the call (or training stage) starts;
+        -1 uses every core this process may use.
     device : str, default="auto"
         ``"cpu"``, ``"cuda"`` (or ``"cuda:N"``), or ``"auto"`` for a GPU when
         one is visible. Changing it after fit moves the model.
