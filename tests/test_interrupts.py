@@ -83,7 +83,8 @@ def test_an_interrupt_inside_the_first_epoch_keeps_its_weights(data):
 
 def test_an_interrupt_in_the_autoencoder_stage_of_pae_ends_the_fit_unfitted(data):
     # Fitted before: the interrupted refit must not leave it half fitted.
-    model = small(PAE).set_params(max_epochs=6, flow_max_epochs=6).fit(data)
+    # max_epochs=20: the first (ranking) fit of refit_on_inliers trains 2 of them, so epoch 2 is in it
+    model = small(PAE).set_params(max_epochs=20, flow_max_epochs=6).fit(data)
     flow_fits = []
     fit_flow = PAE._fit_latent_flow
     with (
@@ -121,11 +122,14 @@ def test_an_interrupted_imputer_round_ends_the_whole_imputer_fit(data):
 
 _CHILD = textwrap.dedent(
     """
-    import json, sys, time, warnings
+    import json, signal, sys, time, warnings
     import numpy as np
     from sklearn.datasets import load_digits
     from skprobae import AEF, PAE
 
+    # a process started in the background of a non-interactive shell inherits SIGINT ignored: take Python's own
+    # handler back, as a terminal's Ctrl-C would find it
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     name = sys.argv[1]
     X = load_digits().data / 16
     cls = {"AEF": AEF, "PAE": PAE}[name]
@@ -159,8 +163,11 @@ def test_a_real_sigint_ends_the_fit_within_seconds(name):
         time.sleep(3.0)  # well inside the first (and, for PAE, the autoencoder) stage of a 10,000-epoch fit
         sent = time.time()
         child.send_signal(signal.SIGINT)
-        outcome = json.loads(child.stdout.readline())
-        child.wait(timeout=30)
+        try:
+            out, _ = child.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{name}: the fit went on for 60 s after SIGINT")
+        outcome = json.loads(out.strip().splitlines()[-1])
     finally:
         child.kill()
     # "a couple of seconds"; the bound leaves room for a slow, shared CI machine.
