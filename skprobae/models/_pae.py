@@ -169,8 +169,9 @@ class PAE(BaseAutoencoder):
         lower fence of the training scores, see
         :class:`~skprobae.ProbabilisticAutoencoder`).
     refit_on_inliers : bool, default=True
-        Fit twice: a short fit on every training row (a tenth of
-        ``max_epochs`` and ``flow_max_epochs``: it only ranks the rows), then
+        Fit twice: a short fit (a tenth of ``max_epochs`` and
+        ``flow_max_epochs``, on at most 8192 training rows, a seeded subset:
+        it only ranks the rows, as FastMCD starts from subsets), then
         a full fit from scratch with weight 0 on the training rows the first
         fit flags as outliers (score below its ``offset_``, so
         ``contamination`` sets their share). A trimmed likelihood, as the

@@ -375,3 +375,27 @@ def test_refit_on_inliers_with_too_few_inliers_warns_and_fits_every_row():
     # the model is a full fit on every row, not the short ranking fit
     assert model.n_iter_ == once.n_iter_ == 2
     np.testing.assert_allclose(model.score_samples(X), once.score_samples(X), rtol=1e-6)
+
+
+def test_the_ranking_fit_of_a_large_table_trains_on_a_subset(monkeypatch, contaminated):
+    # the first fit of refit_on_inliers only ranks the rows: on a large table it trains on a seeded subset (as
+    # FastMCD starts from subsets), the refit on every training row; both stages of each fit see the same rows
+    from skprobae import _base
+
+    monkeypatch.setattr(_base, "RANKING_MAX_ROWS", 100)
+    X_train = contaminated[0]
+    trained_rows = []
+    train_stage = PAE._train_stage
+
+    def recording(self, build, X, split, **kwargs):
+        trained_rows.append(len(split.train))
+        return train_stage(self, build, X, split, **kwargs)
+
+    monkeypatch.setattr(PAE, "_train_stage", recording)
+    params = {**REFIT_FAST, "max_epochs": 10, "flow_max_epochs": 10}
+    model = PAE(**params).fit(X_train)
+    n_train = len(X_train) - math.ceil(0.1 * len(X_train))
+    assert trained_rows == [100, 100, n_train, n_train]
+    assert model.n_refit_outliers_ == round(0.1 * len(X_train))  # ranked: every training row was scored
+    again = PAE(**params).fit(X_train)
+    np.testing.assert_allclose(again.score_samples(X_train), model.score_samples(X_train), rtol=1e-6)
