@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from .._shapes import parse_image_shape
 from ..distributions import OutputDistribution
-from ._mlp import ACTIVATIONS, make_mlp
+from ._mlp import make_activation, make_mlp
 
 
 def _halve(size: int) -> int:
@@ -57,7 +57,7 @@ class ConvEncoder(nn.Module):
         layers: list[nn.Module] = []
         c, h, w = self.image_shape
         for out_channels in channels:
-            layers += [nn.Conv2d(c, out_channels, 3, stride=2, padding=1), ACTIVATIONS[activation]()]
+            layers += [nn.Conv2d(c, out_channels, 3, stride=2, padding=1), make_activation(activation)]
             c, h, w = out_channels, _halve(h), _halve(w)
         self.convolutions = nn.Sequential(*layers)
         self.head = make_mlp(c * h * w, hidden_layer_sizes, n_components, activation)
@@ -143,7 +143,7 @@ class ConvDecoder(nn.Module):
         hidden = tuple(hidden_layer_sizes)[::-1]
         self.trunk = make_mlp(n_components, hidden[:-1], hidden[-1], activation) if hidden else nn.Identity()
         width = hidden[-1] if hidden else n_components
-        self.to_map = nn.Sequential(nn.Linear(width, int(np.prod(self.start_shape))), ACTIVATIONS[activation]())
+        self.to_map = nn.Sequential(nn.Linear(width, int(np.prod(self.start_shape))), make_activation(activation))
 
         layers: list[nn.Module] = []
         in_channels = self.start_shape[0]
@@ -153,7 +153,7 @@ class ConvDecoder(nn.Module):
             padding = (h_out - (2 * h_in - 1), w_out - (2 * w_in - 1))
             layers.append(nn.ConvTranspose2d(in_channels, out_channels, 3, 2, 1, output_padding=padding))
             if i < len(out_list) - 1:
-                layers.append(ACTIVATIONS[activation]())
+                layers.append(make_activation(activation))
             in_channels = out_channels
         self.deconvolutions = nn.Sequential(*layers)
         self.extra = nn.Linear(width, self.n_extra) if self.n_extra else None
