@@ -14,10 +14,13 @@ count (every core), as a user's script would:
   n_iter_no_change=None)`` on digits, wall seconds of ``fit``, quiet machine
   and with one busy process;
 * ``search``: ``GridSearchCV`` over 4 candidates x 3 folds of a small
-  ``ProbabilisticAutoencoder`` on digits with ``n_jobs=1`` and ``n_jobs=2``
-  (joblib's process pool, started inside the timing), quiet machine, two
-  runs; and the same search once more in each of those processes (joblib
-  reuses its workers: they are started and have imported torch);
+  ``ProbabilisticAutoencoder`` (20 epochs, and 100) on digits with
+  ``n_jobs=1`` and ``n_jobs=2`` (joblib's process pool, started inside the
+  timing), quiet machine, two runs; and the same search once more in each of
+  those processes (joblib reuses its workers: they are started and have
+  imported torch). As a reference, the same search shape over
+  scikit-learn's ``GaussianMixture`` (60 EM iterations), whose workers
+  import scikit-learn only;
 * ``cold start``: seconds to ``import torch``, then ``import sklearn``, then
   ``import skprobae``, then the first fit of a 1-epoch model (which includes
   torch's lazy imports on the first optimizer step), then a second one.
@@ -59,16 +62,29 @@ SEARCH = r"""
 import json, sys, time
 from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV
-from skprobae import ProbabilisticAutoencoder
+jobs, model, epochs = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 X = load_digits().data / 16
-grid = {"n_components": [4, 8], "distribution": ["normal", "normal_diag"]}
+if model == "gmm":  # scikit-learn's own estimator, the reference: no torch in its workers
+    from sklearn.mixture import GaussianMixture
+    estimator = GaussianMixture(max_iter=epochs, tol=0, random_state=0)
+    grid = {"n_components": [4, 8], "covariance_type": ["full", "diag"]}
+else:
+    from skprobae import ProbabilisticAutoencoder
+    estimator = ProbabilisticAutoencoder(max_epochs=epochs, random_state=0)
+    grid = {"n_components": [4, 8], "distribution": ["normal", "normal_diag"]}
 seconds = []
 for _ in range(2):  # the second search reuses joblib's worker processes, started (and imported) by the first
     start = time.perf_counter()
-    GridSearchCV(ProbabilisticAutoencoder(max_epochs=20, random_state=0), grid, cv=3, n_jobs=int(sys.argv[1])).fit(X)
+    GridSearchCV(estimator, grid, cv=3, n_jobs=jobs).fit(X)
     seconds.append(time.perf_counter() - start)
 print(json.dumps({"seconds": seconds[0], "again": seconds[1]}))
 """
+
+SEARCHES = {"": ("skprobae", "20"), ", 100 epochs": ("skprobae", "100")}
+"""The searches timed in each version: label suffix -> (model, epochs)."""
+
+REFERENCE_SEARCH = ("gmm", "60")
+"""scikit-learn's GaussianMixture over the same grid shape, timed once (with this environment's Python)."""
 
 COLD = r"""
 import json, time
@@ -140,18 +156,23 @@ def main(argv: list[str] | None = None) -> None:
             table[name]["30-epoch fit, one busy process"] = median_seconds(
                 [child(python, FIT) for _ in range(args.repeats)]
             )
-        for jobs in ("1", "2"):
-            runs = [child(python, SEARCH, jobs) for _ in range(2)]
-            table[name][f"GridSearchCV n_jobs={jobs}, quiet"] = median_seconds(runs)
-            again = [{"seconds": r["again"]} if "again" in r else r for r in runs]
-            table[name][f"the same search again in that process, n_jobs={jobs}"] = median_seconds(again)
+        searches = {
+            **SEARCHES,
+            **({" (scikit-learn GaussianMixture, reference)": REFERENCE_SEARCH} if name == "new" else {}),
+        }
+        for label, (model, epochs) in searches.items():
+            for jobs in ("1", "2"):
+                runs = [child(python, SEARCH, jobs, model, epochs) for _ in range(2)]
+                table[name][f"GridSearchCV{label} n_jobs={jobs}, quiet"] = median_seconds(runs)
+                again = [{"seconds": r["again"]} if "again" in r else r for r in runs]
+                table[name][f"the same search{label} again in that process, n_jobs={jobs}"] = median_seconds(again)
         cold = [child(python, COLD) for _ in range(args.repeats)]
         for part in ("torch", "sklearn", "skprobae", "first fit", "second fit"):
             values = [c[part] for c in cold if part in c]
             table[name][f"cold start: {part}"] = f"{statistics.median(values):.2f}" if values else "failed"
         print(name, table[name], flush=True)
     keys = list(table["new"])
-    rows = [[key, *(table[name][key] for name in versions)] for key in keys]
+    rows = [[key, *(table[name].get(key, "-") for name in versions)] for key in keys]
     text = "\n".join(
         [
             "# Threads and cold start",
