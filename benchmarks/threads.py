@@ -19,8 +19,8 @@ count (every core), as a user's script would:
   timing), quiet machine, two runs; and the same search once more in each of
   those processes (joblib reuses its workers: they are started and have
   imported torch). As a reference, the same search shape over
-  scikit-learn's ``GaussianMixture`` (60 EM iterations), whose workers
-  import scikit-learn only;
+  scikit-learn's ``GaussianMixture`` (60 EM iterations, one BLAS thread per
+  process), whose workers import scikit-learn only;
 * ``cold start``: seconds to ``import torch``, then ``import sklearn``, then
   ``import skprobae``, then the first fit of a 1-epoch model (which includes
   torch's lazy imports on the first optimizer step), then a second one.
@@ -59,7 +59,8 @@ print(json.dumps({"seconds": time.perf_counter() - start}))
 """
 
 SEARCH = r"""
-import json, sys, time
+import json, sys, time, warnings
+warnings.simplefilter("ignore")
 from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV
 jobs, model, epochs = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
@@ -86,6 +87,10 @@ SEARCHES = {"": ("skprobae", "20"), ", 100 epochs": ("skprobae", "100")}
 REFERENCE_SEARCH = ("gmm", "60")
 """scikit-learn's GaussianMixture over the same grid shape, timed once (with this environment's Python)."""
 
+ONE_BLAS_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+"""The reference search's environment: with numpy's default two BLAS threads its own small products oversubscribe
+the two cores (n_jobs=1 took 10.3 s instead of 2.5 s), which would flatter n_jobs=2."""
+
 COLD = r"""
 import json, time
 t0 = time.perf_counter()
@@ -106,8 +111,8 @@ print(json.dumps(times))
 """
 
 
-def child(python: str, code: str, *args: str) -> dict:
-    return run_python(python, ["-c", code, *args])
+def child(python: str, code: str, *args: str, env: dict | None = None) -> dict:
+    return run_python(python, ["-c", code, *args], env=env)
 
 
 def demo(python: str) -> dict:
@@ -162,7 +167,8 @@ def main(argv: list[str] | None = None) -> None:
         }
         for label, (model, epochs) in searches.items():
             for jobs in ("1", "2"):
-                runs = [child(python, SEARCH, jobs, model, epochs) for _ in range(2)]
+                env = ONE_BLAS_THREAD if model == "gmm" else None
+                runs = [child(python, SEARCH, jobs, model, epochs, env=env) for _ in range(2)]
                 table[name][f"GridSearchCV{label} n_jobs={jobs}, quiet"] = median_seconds(runs)
                 again = [{"seconds": r["again"]} if "again" in r else r for r in runs]
                 table[name][f"the same search{label} again in that process, n_jobs={jobs}"] = median_seconds(again)
