@@ -1063,6 +1063,7 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         net.iterator_valid__batch_size = valid_batch_size
         net.iterator_train__device = net.iterator_valid__device = device
         net.device = device
+        net.ensure_optimizer()
         _move_optimizer_state(net.optimizer_, torch.device(device))
         mixed_precision = MIXED_PRECISIONS.get(self.mixed_precision)
         if net.mixed_precision != mixed_precision or net.scaler_ is not None:

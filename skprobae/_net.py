@@ -198,6 +198,26 @@ class LikelihoodNet(NeuralNet):
         self.scaler_ = torch.amp.GradScaler(torch.device(self.device).type) if fp16 else None
         return self
 
+    def initialize_for_inference(self) -> LikelihoodNet:
+        """skorch's ``initialize`` without the optimizer, which :meth:`ensure_optimizer` builds if training resumes.
+
+        Building a torch optimizer imports ``torch._dynamo`` (torch's own
+        decorators; about a second per process): a loaded model that only
+        scores never pays for it.
+        """
+        self._initialize_virtual_params()
+        self._initialize_callbacks()
+        self._initialize_module()
+        self._initialize_criterion()
+        self._initialize_history()
+        self.initialized_ = True
+        return self
+
+    def ensure_optimizer(self) -> None:
+        """Build the optimizer of a net initialized for inference (a no-op where it exists)."""
+        if not hasattr(self, "optimizer_"):
+            self._initialize_optimizer()
+
     @property
     def plain_module_(self) -> torch.nn.Module:
         """The module itself, also while a data-parallel wrapper holds it (its ``loss`` is not on the wrapper)."""
@@ -220,6 +240,7 @@ class LikelihoodNet(NeuralNet):
         is dropped from the history, so every row of it is a whole epoch.
         """
         self.interrupted_epoch_ = None
+        self.ensure_optimizer()
         try:
             return super().fit_loop(*args, **kwargs)
         except _EarlyStop:

@@ -477,7 +477,7 @@ class _Reader:
             device="cpu",
             has_validation=has_validation,
         )
-        net.initialize()
+        net.initialize_for_inference()  # the optimizer (fresh, as saved models hold none) is built if training resumes
         net.history = history
         return net
 
