@@ -273,17 +273,18 @@ def hand_scores(model: skprobae.PAE, X: np.ndarray, device: str) -> np.ndarray:
     with torch.no_grad():
         for batch in torch.from_numpy(X).split(HAND_INFERENCE_BATCH):
             x = batch.to(device)
-            z = module.encoder(x)
-            residual = (x - module.decoder(z)) / sigma
+            z = module.encoder(module.inputs(x))  # inputs: standardization and the mask channel of tables
+            residual = (x - module.head.point_estimate(module.decoder(z))) / sigma  # the head: back to x's units
             u, log_det = prior.flow.flow().transform.call_and_ladj((z - loc) / scale)
             out.append((-0.5 * (residual * residual).sum(-1) - 0.5 * (u * u).sum(-1) + log_det + constant).cpu())
     return torch.cat(out).numpy()
 
 
 def hand_codes(model: skprobae.PAE, X: np.ndarray, device: str) -> np.ndarray:
-    encoder = model.net_.module_.encoder
+    module = model.net_.module_
     with torch.no_grad():
-        return torch.cat([encoder(b.to(device)).cpu() for b in torch.from_numpy(X).split(HAND_INFERENCE_BATCH)]).numpy()
+        batches = torch.from_numpy(X).split(HAND_INFERENCE_BATCH)
+        return torch.cat([module.encoder(module.inputs(b.to(device))).cpu() for b in batches]).numpy()
 
 
 def measure_inference(models: dict, X: np.ndarray, device: str, repeats: int) -> list[dict]:

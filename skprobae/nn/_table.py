@@ -72,6 +72,11 @@ class TableLayout:
         )
 
 
+def _is_every_column(index: np.ndarray, n_features: int) -> bool:
+    """Whether ``index`` selects every column in order (selecting them is then the identity)."""
+    return bool(np.array_equal(index, np.arange(n_features)))
+
+
 def _logit_sizes(n_categories: tuple[int, ...]) -> list[int]:
     """Decoder outputs per categorical column: one logit for two categories (Bernoulli), else one per category."""
     return [1 if k == 2 else (0 if k < 2 else k) for k in n_categories]
@@ -89,10 +94,12 @@ class TableInput(nn.Module):
     """
 
     mask_fraction = 0.0  # modules pickled before the parameter existed
+    all_continuous = False  # and before this shortcut
 
     def __init__(self, layout: TableLayout):
         super().__init__()
         self.plain = layout.is_plain
+        self.all_continuous = _is_every_column(layout.continuous, layout.n_features)
         self.missing_indicators = layout.missing_indicators
         self.mask_fraction = float(layout.mask_fraction)
         continuous = layout.continuous
@@ -111,7 +118,11 @@ class TableInput(nn.Module):
         missing = torch.isnan(x)
         if self.plain:
             return torch.where(missing, 0.0, x)
-        parts = [torch.where(missing[:, self.continuous], 0.0, (x[:, self.continuous] - self.loc) / self.scale)]
+        if self.all_continuous:  # no gather: a copy of the batch per step
+            values, missing_values = x, missing
+        else:
+            values, missing_values = x[:, self.continuous], missing[:, self.continuous]
+        parts = [torch.where(missing_values, 0.0, (values - self.loc) / self.scale)]
         if self.n_one_hot:
             codes = x[:, self.categorical]
             present = ~torch.isnan(codes)
@@ -120,7 +131,7 @@ class TableInput(nn.Module):
             parts.append(one_hot.scatter_(1, index, present.to(x.dtype)))
         if self.missing_indicators:
             parts.append(missing.to(x.dtype))
-        return torch.cat(parts, dim=-1)
+        return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
 
     def extra_repr(self) -> str:
         return f"n_outputs={self.n_outputs}, plain={self.plain}, mask_fraction={self.mask_fraction}"
@@ -143,12 +154,15 @@ class TableHead(OutputDistribution):
     layout : TableLayout
     """
 
+    all_continuous = False  # heads pickled before the shortcut
+
     def __init__(self, continuous: OutputDistribution | None, layout: TableLayout):
         super().__init__(layout.n_features)
         self.continuous = continuous
         self.point_estimate_kind = continuous.point_estimate_kind if continuous is not None else "mode"
         continuous_index = layout.continuous
         self.register_buffer("continuous_index", torch.as_tensor(continuous_index, dtype=torch.long), persistent=False)
+        self.all_continuous = _is_every_column(continuous_index, layout.n_features)
         self.register_buffer("column_loc", torch.as_tensor(layout.loc[continuous_index], dtype=torch.float32))
         self.register_buffer("column_scale", torch.as_tensor(layout.scale[continuous_index], dtype=torch.float32))
         self.categorical_index = [int(j) for j in layout.categorical]
@@ -209,7 +223,7 @@ class TableHead(OutputDistribution):
     # ------------------------------------------------------ likelihoods
     def _standardized(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """The continuous columns of ``x`` standardized (missing entries at 0), and which of them are observed."""
-        values = x[..., self.continuous_index]
+        values = x if self.all_continuous else x[..., self.continuous_index]
         observed = ~torch.isnan(values)
         # a missing entry becomes the column's mean before the arithmetic: a NaN there would poison the gradients
         filled = torch.where(observed, values, self.column_loc.to(values.dtype))
