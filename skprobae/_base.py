@@ -1226,14 +1226,23 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
             return map_rows(fn, X, block=block, device=self._device, rows=rows)
 
     def _sum_over_rows(
-        self, kind: str, fn: Callable[[Tensor], Tensor], X: np.ndarray, rows: np.ndarray | None = None
+        self,
+        kind: str,
+        fn: Callable[[Tensor], Tensor],
+        X: np.ndarray,
+        rows: np.ndarray | None = None,
+        *,
+        outer: bool = False,
     ) -> np.ndarray:
         """The sum over the rows of ``X`` (or its rows ``rows``) of ``fn``'s per-row output, float64.
 
         In a weighted fit, each row's output counts with its ``sample_weight``
         (divide by :meth:`_rows_total` for a mean). Runs
         :data:`SUM_CHUNK_ROWS` rows at a time, so statistics of a large
-        (memory-mapped) training set never hold one output per row.
+        (memory-mapped) training set never hold one output per row. With
+        ``outer``, the sum of the outer products ``v v^T`` of the per-row
+        vectors ``v`` (a scatter matrix), one matrix product per chunk: never
+        a ``d x d`` matrix per row.
         """
         rows = np.arange(len(X)) if rows is None else rows
         weight = self._row_weights(rows)
@@ -1241,9 +1250,8 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         for start in range(0, len(rows), SUM_CHUNK_ROWS):
             chunk = slice(start, start + SUM_CHUNK_ROWS)
             values = self._run(kind, fn, X, rows=rows[chunk])
-            if weight is not None:
-                values = values * weight[chunk].reshape(-1, *([1] * (values.ndim - 1)))
-            total = total + values.sum(axis=0)
+            weighted = values if weight is None else values * weight[chunk].reshape(-1, *([1] * (values.ndim - 1)))
+            total = total + (weighted.T @ values if outer else weighted.sum(axis=0))
         return np.asarray(total, dtype=np.float64)
 
     def _importance_noise(self, n_samples: int) -> Tensor:

@@ -330,11 +330,10 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         self.latent_mean_ = self._sum_over_rows("transform", lambda x: self._encode(x).double(), X) / n
         mean = self._tensor(self.latent_mean_)
 
-        def scatter(x: Tensor) -> Tensor:
-            centred = self._encode(x).double() - mean
-            return (centred[:, :, None] * centred[:, None, :]).flatten(1)
+        def centred(x: Tensor) -> Tensor:
+            return self._encode(x).double() - mean
 
-        total = self._sum_over_rows("code_scatter", scatter, X).reshape(K, K)
+        total = self._sum_over_rows("centred_codes", centred, X, outer=True)
         self.latent_covariance_ = total / (n - 1) if n > 1 else np.zeros((K, K))
 
     # ------------------------------------------------------------------- hooks
