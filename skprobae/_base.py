@@ -1226,23 +1226,14 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
             return map_rows(fn, X, block=block, device=self._device, rows=rows)
 
     def _sum_over_rows(
-        self,
-        kind: str,
-        fn: Callable[[Tensor], Tensor],
-        X: np.ndarray,
-        rows: np.ndarray | None = None,
-        *,
-        outer: bool = False,
+        self, kind: str, fn: Callable[[Tensor], Tensor], X: np.ndarray, rows: np.ndarray | None = None
     ) -> np.ndarray:
         """The sum over the rows of ``X`` (or its rows ``rows``) of ``fn``'s per-row output, float64.
 
         In a weighted fit, each row's output counts with its ``sample_weight``
         (divide by :meth:`_rows_total` for a mean). Runs
         :data:`SUM_CHUNK_ROWS` rows at a time, so statistics of a large
-        (memory-mapped) training set never hold one output per row. With
-        ``outer``, the sum of the outer products ``v v^T`` of the per-row
-        vectors ``v`` (a scatter matrix), one matrix product per chunk: never
-        a ``d x d`` matrix per row.
+        (memory-mapped) training set never hold one output per row.
         """
         rows = np.arange(len(X)) if rows is None else rows
         weight = self._row_weights(rows)
@@ -1250,9 +1241,37 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         for start in range(0, len(rows), SUM_CHUNK_ROWS):
             chunk = slice(start, start + SUM_CHUNK_ROWS)
             values = self._run(kind, fn, X, rows=rows[chunk])
-            weighted = values if weight is None else values * weight[chunk].reshape(-1, *([1] * (values.ndim - 1)))
-            total = total + (weighted.T @ values if outer else weighted.sum(axis=0))
+            if weight is not None:
+                values = values * weight[chunk].reshape(-1, *([1] * (values.ndim - 1)))
+            total = total + values.sum(axis=0)
         return np.asarray(total, dtype=np.float64)
+
+    def _mean_and_scatter_over_rows(
+        self, kind: str, fn: Callable[[Tensor], Tensor], X: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The mean of ``fn``'s per-row vectors over the rows of ``X`` and their scatter ``sum (v - mean)(v - mean)^T``.
+
+        One pass (the rows are read once), :data:`SUM_CHUNK_ROWS` rows at a
+        time, each chunk's scatter one matrix product. The sums are taken
+        about the first chunk's mean (the shifted-data algorithm), which
+        keeps the accuracy of two passes without their second read. Weighted
+        by ``sample_weight`` in a weighted fit; the mean divides by
+        :meth:`_rows_total`.
+        """
+        weight = self._row_weights(np.arange(len(X)))
+        shift, centred_total, scatter = None, 0.0, 0.0
+        for start in range(0, len(X), SUM_CHUNK_ROWS):
+            chunk = slice(start, start + SUM_CHUNK_ROWS)
+            values = self._run(kind, fn, X, rows=np.arange(len(X))[chunk])
+            if shift is None:
+                shift = values.mean(axis=0)
+            centred = values - shift
+            weighted = centred if weight is None else centred * weight[chunk, None]
+            centred_total = centred_total + weighted.sum(axis=0)
+            scatter = scatter + weighted.T @ centred
+        n = self._rows_total(len(X))
+        offset = np.asarray(centred_total, dtype=np.float64) / n
+        return shift + offset, np.asarray(scatter, dtype=np.float64) - n * np.outer(offset, offset)
 
     def _importance_noise(self, n_samples: int) -> Tensor:
         """Standard-normal base draws of an importance sampler, fixed at fit (``_importance_seed``), on the device.

@@ -291,6 +291,21 @@ def _blocks(X: np.ndarray):
     yield from zip(range(0, len(X), step), iter_blocks(X, step), strict=False)
 
 
+def _observed_block(block: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """``block`` with its missing entries at 0, and which entries are observed (None when all are)."""
+    missing = np.isnan(block)
+    if not missing.any():
+        return block, None
+    return np.where(missing, 0.0, block), ~missing
+
+
+def _column_sums(values: np.ndarray, weight: np.ndarray | None) -> np.ndarray:
+    """Column sums of ``values`` accumulated in float64, each row weighted by ``weight`` when given."""
+    if weight is None:
+        return values.sum(axis=0, dtype=np.float64)
+    return weight @ np.asarray(values, dtype=np.float64)
+
+
 def fit_standardization(estimator, X: np.ndarray, standardize: bool, weight: np.ndarray | None = None) -> None:
     """``feature_loc_`` and ``feature_scale_``: mean and std of each continuous column's observed values.
 
@@ -302,20 +317,25 @@ def fit_standardization(estimator, X: np.ndarray, standardize: bool, weight: np.
     d = X.shape[1]
     loc, scale = np.zeros(d), np.ones(d)
     if standardize and len(X):
-        # unit weights when unweighted: multiplying by 1.0 is exact, so the unweighted numbers are unchanged
-        weight = np.ones(len(X)) if weight is None else weight
         total, count = np.zeros(d), np.zeros(d)
         for start, block in _blocks(X):
-            block = np.asarray(block, dtype=np.float64)
-            w = weight[start : start + len(block), None]
-            total += np.nansum(block * w, axis=0)
-            count += (~np.isnan(block) * w).sum(axis=0)
+            w = None if weight is None else weight[start : start + len(block)]
+            values, observed = _observed_block(block)
+            total += _column_sums(values, w)
+            if observed is None:
+                count += len(block) if w is None else w.sum()
+            else:
+                count += _column_sums(observed, w)
         denominator = np.where(count > 0, count, 1.0)  # a weighted count may be below 1 (weights of mean 1)
         mean = total / denominator
         squares = np.zeros(d)
         for start, block in _blocks(X):
-            centred = np.asarray(block, dtype=np.float64) - mean
-            squares += np.nansum(centred * centred * weight[start : start + len(block), None], axis=0)
+            values, observed = _observed_block(block)
+            centred = np.subtract(values, mean)  # float64 whatever the dtype of the block
+            if observed is not None:
+                centred[~observed] = 0.0
+            w = None if weight is None else weight[start : start + len(block)]
+            squares += _column_sums(np.square(centred, out=centred), w)
         std = np.sqrt(squares / denominator)
         varying = std > 1e-8 * np.maximum(1.0, np.abs(mean))
         continuous = ~estimator.is_categorical_

@@ -322,19 +322,15 @@ class ProbabilisticAutoencoder(BaseAutoencoder):
         return Autoencoder(encoder, decoder, head, inputs)
 
     def _fit_rest(self, X: np.ndarray, split: Split, rng: np.random.RandomState) -> None:
-        """``latent_mean_`` and ``latent_covariance_`` of the codes of every training row (two streamed passes).
+        """``latent_mean_`` and ``latent_covariance_`` of the codes of every training row (one streamed pass).
 
         Weighted by ``sample_weight`` in a weighted fit.
         """
         K, n = self.n_components_, self._rows_total(len(X))
-        self.latent_mean_ = self._sum_over_rows("transform", lambda x: self._encode(x).double(), X) / n
-        mean = self._tensor(self.latent_mean_)
-
-        def centred(x: Tensor) -> Tensor:
-            return self._encode(x).double() - mean
-
-        total = self._sum_over_rows("centred_codes", centred, X, outer=True)
-        self.latent_covariance_ = total / (n - 1) if n > 1 else np.zeros((K, K))
+        self.latent_mean_, scatter = self._mean_and_scatter_over_rows(
+            "transform", lambda x: self._encode(x).double(), X
+        )
+        self.latent_covariance_ = scatter / (n - 1) if n > 1 else np.zeros((K, K))
 
     # ------------------------------------------------------------------- hooks
     @property
