@@ -8,6 +8,7 @@ import pytest
 from scipy import stats
 
 from skprobae import AEF, PAE, VAE, ProbabilisticAutoencoder
+from skprobae._table import fit_standardization
 
 FAST = {"max_epochs": 3, "random_state": 0, "hidden_layer_sizes": (16,)}
 
@@ -169,6 +170,24 @@ def test_standardize_false_keeps_raw_units_and_warns_on_badly_scaled_columns():
         warnings.simplefilter("error")
         model = ProbabilisticAutoencoder(max_epochs=1).fit(X)
     np.testing.assert_allclose(model.feature_scale_, X.std(axis=0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_standardization_is_over_observed_entries_in_float64(dtype):
+    # column statistics accumulate in float64 whatever the dtype, over the observed entries; blocks of 2**22
+    # entries, so 3 columns of 2**21 rows span two blocks with and without missing entries
+    rng = np.random.default_rng(7)
+    X = (rng.normal(size=(2**21, 3)) * [1, 3, 0.5] + [1e3, -2, 0]).astype(dtype)
+    X[: 2**20 : 97, 1] = np.nan
+
+    class Fitted:
+        is_categorical_ = np.zeros(3, dtype=bool)
+
+    fitted = Fitted()
+    fit_standardization(fitted, X, standardize=True)
+    reference = X.astype(np.float64)
+    np.testing.assert_allclose(fitted.feature_loc_, np.nanmean(reference, axis=0), rtol=1e-12)
+    np.testing.assert_allclose(fitted.feature_scale_, np.nanstd(reference, axis=0), rtol=1e-10)
 
 
 def test_n_components_auto_follows_the_data():
