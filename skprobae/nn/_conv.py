@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 from torch import Tensor, nn
 
 from .._shapes import parse_image_shape
@@ -177,10 +178,15 @@ class ConvDecoder(nn.Module):
         hidden = self.trunk(z)
         n = hidden.shape[0]
         if self.feature_channels:
-            maps = self.deconvolutions(self.to_map(hidden).view(n, *self.start_shape))
+            maps = self.to_map(hidden).view(n, *self.start_shape)
+            if maps.device.type == "cpu":
+                # oneDNN's transposed convolutions run faster on channels-last maps (MNIST's decoder: 7.6 -> 4.7
+                # ms per 128 codes, training unchanged)
+                maps = maps.contiguous(memory_format=torch.channels_last)
+            maps = self.deconvolutions(maps)
             # (n, C * c, H, W) -> (n, c, C * H * W): each parameter channel over all pixels.
             C = self.image_shape[0]
-            per_feature = maps.view(n, C, self.feature_channels, -1).transpose(1, 2).flatten(2)
+            per_feature = maps.reshape(n, C, self.feature_channels, -1).transpose(1, 2).flatten(2)
         else:
             per_feature = hidden.new_zeros(n, 0, 0)
         extra = self.extra(hidden) if self.extra is not None else hidden.new_zeros(n, 0)
