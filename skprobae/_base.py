@@ -1258,11 +1258,12 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         by ``sample_weight`` in a weighted fit; the mean divides by
         :meth:`_rows_total`.
         """
-        weight = self._row_weights(np.arange(len(X)))
+        rows = np.arange(len(X))
+        weight = self._row_weights(rows)
         shift, centred_total, scatter = None, 0.0, 0.0
         for start in range(0, len(X), SUM_CHUNK_ROWS):
             chunk = slice(start, start + SUM_CHUNK_ROWS)
-            values = self._run(kind, fn, X, rows=np.arange(len(X))[chunk])
+            values = self._run(kind, fn, X, rows=rows[chunk])
             if shift is None:
                 shift = values.mean(axis=0)
             centred = values - shift

@@ -162,8 +162,8 @@ class DiagonalNormal(OutputDistribution):
         return -sum_features(terms) - 0.5 * LOG_2PI * observed.sum(-1, dtype=torch.float64)
 
     def _half_z2_plus_log_scale(self, params: Tensor, x: Tensor) -> Tensor:
-        # z^2 / 2 + log(scale) per feature in four passes over a (draws, rows, features) block and three fresh
-        # tensors (six and five when written out)
+        # z^2 / 2 + log(scale) per feature: four elementwise passes over a (draws, rows, features) block and three
+        # new tensors, where the written-out expression took six of each
         loc, scale = self._split(params)
         z = (x.to(params.dtype) - loc).div_(scale)
         return torch.addcmul(scale.log(), z, z, value=0.5)
