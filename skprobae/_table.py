@@ -291,7 +291,7 @@ def _blocks(X: np.ndarray):
     yield from zip(range(0, len(X), step), iter_blocks(X, step), strict=False)
 
 
-def _observed_block(block: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+def observed_block(block: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """``block`` with its missing entries at 0, and which entries are observed (None when all are)."""
     missing = np.isnan(block)
     if not missing.any():
@@ -299,11 +299,19 @@ def _observed_block(block: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     return np.where(missing, 0.0, block), ~missing
 
 
-def _column_sums(values: np.ndarray, weight: np.ndarray | None) -> np.ndarray:
+def column_sums(values: np.ndarray, weight: np.ndarray | None) -> np.ndarray:
     """Column sums of ``values`` accumulated in float64, each row weighted by ``weight`` when given."""
     if weight is None:
         return values.sum(axis=0, dtype=np.float64)
     return weight @ np.asarray(values, dtype=np.float64)
+
+
+def observed_column_sums(block: np.ndarray, weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | float]:
+    """Column sums of the observed entries of ``block`` and their counts, weighted by ``weight`` when given."""
+    values, observed = observed_block(block)
+    if observed is None:
+        return column_sums(values, weight), (len(block) if weight is None else float(weight.sum()))
+    return column_sums(values, weight), column_sums(observed, weight)
 
 
 def fit_standardization(estimator, X: np.ndarray, standardize: bool, weight: np.ndarray | None = None) -> None:
@@ -320,22 +328,19 @@ def fit_standardization(estimator, X: np.ndarray, standardize: bool, weight: np.
         total, count = np.zeros(d), np.zeros(d)
         for start, block in _blocks(X):
             w = None if weight is None else weight[start : start + len(block)]
-            values, observed = _observed_block(block)
-            total += _column_sums(values, w)
-            if observed is None:
-                count += len(block) if w is None else w.sum()
-            else:
-                count += _column_sums(observed, w)
+            block_total, block_count = observed_column_sums(block, w)
+            total += block_total
+            count += block_count
         denominator = np.where(count > 0, count, 1.0)  # a weighted count may be below 1 (weights of mean 1)
         mean = total / denominator
         squares = np.zeros(d)
         for start, block in _blocks(X):
-            values, observed = _observed_block(block)
+            values, observed = observed_block(block)
             centred = np.subtract(values, mean)  # float64 whatever the dtype of the block
             if observed is not None:
                 centred[~observed] = 0.0
             w = None if weight is None else weight[start : start + len(block)]
-            squares += _column_sums(np.square(centred, out=centred), w)
+            squares += column_sums(np.square(centred, out=centred), w)
         std = np.sqrt(squares / denominator)
         varying = std > 1e-8 * np.maximum(1.0, np.abs(mean))
         continuous = ~estimator.is_categorical_

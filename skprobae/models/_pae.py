@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from .._base import BaseAutoencoder, Split, draw_seed, torch_generator
 from .._engine import iter_blocks
-from .._table import table_output
+from .._table import observed_column_sums, table_output
 from ..distributions import DISTRIBUTION_NAMES
 from ..distributions._base import sum_features
 from ..flows import FLOW_NAMES, FlowAdapter, build_flow
@@ -458,12 +458,13 @@ class PAE(BaseAutoencoder):
             n_rows += n_before
         count = np.zeros(X.shape[1])
         step = max(1, 2**22 // X.shape[1])
-        unit = np.ones(len(rows)) if weight is None else weight  # unit weights: exact, as unweighted
         for start, block in zip(range(0, len(rows), step), iter_blocks(X, step, rows), strict=True):
-            w = unit[start : start + len(block), None]
-            block = np.where(w > 0, block, np.nan)  # rows of weight 0 are left out, of the range too
-            total += np.nansum(block * w, axis=0, dtype=np.float64)
-            count += (~np.isnan(block) * w).sum(axis=0)
+            w = None if weight is None else weight[start : start + len(block)]
+            if w is not None:
+                block = np.where(w[:, None] > 0, block, np.nan)  # rows of weight 0 are left out, of the range too
+            block_total, block_count = observed_column_sums(block, w)
+            total += block_total
+            count += block_count
             low = np.fmin(low, np.nanmin(block, axis=0, initial=np.inf))
             high = np.fmax(high, np.nanmax(block, axis=0, initial=-np.inf))
         if not accumulate:
