@@ -82,7 +82,14 @@ OFFSET_ROWS = (1_000, 20_000)
 as large as :data:`OFFSET_FLOPS` of scoring allows, between the two numbers."""
 
 SUM_CHUNK_ROWS = 65_536
-"""Rows per pass when summing a statistic over the training rows (bounds the float64 outputs held at once)."""
+"""Rows per pass at most when summing a statistic over the training rows."""
+
+SUM_CHUNK_BYTES = 64 * 2**20
+"""Per-row outputs held at once at most when summing a statistic (a first pass of :data:`SUM_FIRST_ROWS` rows
+measures a row's output)."""
+
+SUM_FIRST_ROWS = 1_024
+"""Rows of the first pass of a sum over rows, which measures the size of a row's output."""
 
 _ROW_COSTS: dict[tuple, RowCost] = {}  # measured costs by model structure and computation (oldest dropped first)
 _ROW_COSTS_SIZE = 512
@@ -1225,22 +1232,38 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         with torch_threads(threads), _explain_out_of_memory(type(self).__name__, f"in {kind}", remedy):
             return map_rows(fn, X, block=block, device=self._device, rows=rows)
 
+    def _outputs_by_chunk(
+        self, kind: str, fn: Callable[[Tensor], Tensor], X: np.ndarray, rows: np.ndarray
+    ) -> Iterator[tuple[slice, np.ndarray]]:
+        """``fn``'s per-row outputs over ``rows`` of ``X``, a chunk of rows at a time, with the chunk's positions.
+
+        A chunk holds at most :data:`SUM_CHUNK_BYTES` of outputs (and
+        :data:`SUM_CHUNK_ROWS` rows): the first, of :data:`SUM_FIRST_ROWS`
+        rows, measures a row's output, so statistics of a large
+        (memory-mapped) training set never hold one output per row, even where
+        a row's output is wide (a squared error per feature).
+        """
+        start, size = 0, SUM_FIRST_ROWS
+        while start < len(rows):
+            chunk = slice(start, start + size)
+            values = self._run(kind, fn, X, rows=rows[chunk])
+            yield chunk, values
+            start = chunk.stop
+            size = int(np.clip(SUM_CHUNK_BYTES // max(values[:1].nbytes, 1), 1, SUM_CHUNK_ROWS))
+
     def _sum_over_rows(
         self, kind: str, fn: Callable[[Tensor], Tensor], X: np.ndarray, rows: np.ndarray | None = None
     ) -> np.ndarray:
         """The sum over the rows of ``X`` (or its rows ``rows``) of ``fn``'s per-row output, float64.
 
         In a weighted fit, each row's output counts with its ``sample_weight``
-        (divide by :meth:`_rows_total` for a mean). Runs
-        :data:`SUM_CHUNK_ROWS` rows at a time, so statistics of a large
-        (memory-mapped) training set never hold one output per row.
+        (divide by :meth:`_rows_total` for a mean). Chunked by
+        :meth:`_outputs_by_chunk`.
         """
         rows = np.arange(len(X)) if rows is None else rows
         weight = self._row_weights(rows)
         total = 0.0
-        for start in range(0, len(rows), SUM_CHUNK_ROWS):
-            chunk = slice(start, start + SUM_CHUNK_ROWS)
-            values = self._run(kind, fn, X, rows=rows[chunk])
+        for chunk, values in self._outputs_by_chunk(kind, fn, X, rows):
             if weight is not None:
                 values = values * weight[chunk].reshape(-1, *([1] * (values.ndim - 1)))
             total = total + values.sum(axis=0)
@@ -1251,19 +1274,17 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
     ) -> tuple[np.ndarray, np.ndarray]:
         """The mean of ``fn``'s per-row vectors over the rows of ``X`` and their scatter ``sum (v - mean)(v - mean)^T``.
 
-        One pass (the rows are read once), :data:`SUM_CHUNK_ROWS` rows at a
-        time, each chunk's scatter one matrix product. The sums are taken
-        about the first chunk's mean (the shifted-data algorithm), which
-        keeps the accuracy of two passes without their second read. Weighted
-        by ``sample_weight`` in a weighted fit; the mean divides by
-        :meth:`_rows_total`.
+        One pass (the rows are read once, chunked by
+        :meth:`_outputs_by_chunk`), each chunk's scatter one matrix product.
+        The sums are taken about the first chunk's mean (the shifted-data
+        algorithm), which keeps the accuracy of two passes without their
+        second read. Weighted by ``sample_weight`` in a weighted fit; the
+        mean divides by :meth:`_rows_total`.
         """
         rows = np.arange(len(X))
         weight = self._row_weights(rows)
         shift, centred_total, scatter = None, 0.0, 0.0
-        for start in range(0, len(X), SUM_CHUNK_ROWS):
-            chunk = slice(start, start + SUM_CHUNK_ROWS)
-            values = self._run(kind, fn, X, rows=rows[chunk])
+        for chunk, values in self._outputs_by_chunk(kind, fn, X, rows):
             if shift is None:
                 shift = values.mean(axis=0)
             centred = values - shift

@@ -1,12 +1,14 @@
 """Contracts of the engine that every public autoencoder keeps (estimators discovered from ``skprobae.__all__``)."""
 
 import pickle
+import tracemalloc
 import warnings
 
 import numpy as np
 import pytest
 import torch
 
+import skprobae._base
 from skprobae import ProbabilisticAutoencoder, TrainingDivergedError
 from skprobae._testing import AUTOENCODERS, small
 
@@ -171,3 +173,19 @@ def test_layer_widths_must_be_positive_integers(cls, name, data):
         pytest.skip(f"{cls.__name__} has no {name}")
     with pytest.raises(ValueError, match=f"^{name} must be a tuple of positive integers, got \\(8, 0\\)"):
         small(cls).set_params(**{name: (8, 0)}).fit(data)
+
+
+def test_sums_over_rows_hold_a_bounded_chunk_of_outputs(monkeypatch):
+    # statistics of the training rows whose per-row output is wide (PAE's squared error per feature) are summed a
+    # bounded chunk at a time: 20,000 rows x 200 float64 outputs would be 32 MB at once
+    X = np.random.default_rng(0).normal(size=(20_000, 200)).astype(np.float32)
+    model = small(ProbabilisticAutoencoder).fit(X[:200])
+    monkeypatch.setattr(skprobae._base, "SUM_CHUNK_BYTES", 2**20)
+    tracemalloc.start()
+    try:
+        total = model._sum_over_rows("squares", lambda x: x.double() ** 2, X)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_allclose(total, (X.astype(np.float64) ** 2).sum(axis=0), rtol=1e-10)
+    assert peak < 8 * 2**20, peak
