@@ -145,6 +145,11 @@ class EpochProgress(Callback):
 
     def on_train_end(self, net, **kwargs):
         self.bar_.close()
+        del self.bar_  # it holds sys.stderr: a fitted estimator must pickle
+
+    def __getstate__(self) -> dict:
+        # a stage that raised never reached on_train_end
+        return {k: v for k, v in self.__dict__.items() if k != "bar_"}
 
 
 def _autocast(device: str | torch.device, dtype: torch.dtype | None):
@@ -215,8 +220,14 @@ class LikelihoodNet(NeuralNet):
 
     def ensure_optimizer(self) -> None:
         """Build the optimizer of a net initialized for inference (a no-op where it exists)."""
-        if not hasattr(self, "optimizer_"):
+        if hasattr(self, "optimizer_"):
+            return
+        # its first build, not a re-initialization: skorch would print "Re-initializing optimizer" under verbose
+        self.initialized_ = False
+        try:
             self._initialize_optimizer()
+        finally:
+            self.initialized_ = True
 
     @property
     def plain_module_(self) -> torch.nn.Module:

@@ -55,6 +55,14 @@ def test_pickle_round_trip_gives_identical_outputs(fitted, data):
     np.testing.assert_array_equal(loaded.sample(5, random_state=0), fitted.sample(5, random_state=0))
 
 
+@pytest.mark.parametrize("cls", AUTOENCODERS, ids=lambda cls: cls.__name__)
+def test_a_model_fitted_with_progress_bars_pickles(cls, data, capsys):
+    model = small(cls, verbose=1).fit(data[:100])
+    assert "epoch" in capsys.readouterr().err  # the bars ran
+    loaded = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(loaded.score_samples(data[:20]), model.score_samples(data[:20]))
+
+
 def test_memory_mapped_training_data_fits_the_same_model(data, tmp_path):
     path = tmp_path / "rows.f32"
     data.tofile(path)

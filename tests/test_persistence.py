@@ -153,13 +153,18 @@ def test_round_trip_across_a_fresh_process(data, missing, tmp_path):
 
 
 @pytest.mark.parametrize("cls", [PAE, VAE])
-def test_a_loaded_model_trains_on_and_pickles(cls, data, missing, tmp_path):
+def test_a_loaded_model_trains_on_and_pickles(cls, data, missing, tmp_path, capsys):
     # load builds no optimizer; warm_start builds a fresh one (saved files hold no optimizer state)
     model = fit(cls, data, missing)
     skprobae.save(model, tmp_path / "model.skprobae")
     loaded = skprobae.load(tmp_path / "model.skprobae")
     epochs = len(loaded.net_.history)
-    loaded.set_params(warm_start=True, max_epochs=2).fit(data)
+    capsys.readouterr()
+    loaded.set_params(warm_start=True, max_epochs=2, verbose=1).fit(data)
+    printed = capsys.readouterr()
+    assert "kept" in printed.out + printed.err
+    assert "Re-initializing" not in printed.out + printed.err  # the optimizer's first build, not a re-build
+    loaded.set_params(verbose=0)
     assert len(loaded.net_.history) == epochs + 2
     assert np.isfinite(loaded.score_samples(data)).all()
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(loaded)).score_samples(data), loaded.score_samples(data))
