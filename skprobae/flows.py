@@ -17,6 +17,7 @@ an optional dependency) are accepted; both must have a standard-normal base.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import itertools
 import math
@@ -29,6 +30,11 @@ from torch import Tensor, nn
 __all__ = ["FLOW_NAMES", "FlowAdapter", "build_flow"]
 
 FLOW_NAMES = ("auto", "realnvp", "maf", "nsf")
+
+INPLACE_RELU = functools.partial(nn.ReLU, inplace=True)
+"""The conditioners' activation: zuko's default ReLU, in place (its gradient reads its output only). zuko's
+masked layers allocate one tensor per layer instead of two; fresh megabyte tensors are most of the cost of a
+flow's hidden layers on a CPU."""
 
 
 def build_flow(
@@ -82,11 +88,12 @@ def build_flow(
     hidden = tuple(hidden_layer_sizes)
     if kind == "realnvp" and n_features == 1:
         kind = "maf"  # a coupling layer needs at least two features
+    layers = {"hidden_features": hidden, "activation": INPLACE_RELU}
     if kind == "realnvp":
-        return zuko.flows.RealNVP(n_features, transforms=transforms or 8, randmask=True, hidden_features=hidden)
+        return zuko.flows.RealNVP(n_features, transforms=transforms or 8, randmask=True, **layers)
     if kind == "maf":
-        return zuko.flows.MAF(n_features, transforms=transforms or 4, randperm=True, hidden_features=hidden)
-    return zuko.flows.NSF(n_features, transforms=transforms or 4, randperm=True, hidden_features=hidden)
+        return zuko.flows.MAF(n_features, transforms=transforms or 4, randperm=True, **layers)
+    return zuko.flows.NSF(n_features, transforms=transforms or 4, randperm=True, **layers)
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from .._base import BaseAutoencoder, Split, draw_seed, head_point_and_std, torch_seeded
 from ..distributions import DISTRIBUTION_NAMES
-from ..flows import FlowAdapter, build_flow
+from ..flows import INPLACE_RELU, FlowAdapter, build_flow
 from ..nn import FlowPrior, LatentPrior, StandardNormalPrior, VariationalModule
 
 
@@ -264,7 +264,9 @@ class VAE(BaseAutoencoder):
         head = self._make_head(n_features)
         encoder, decoder, inputs = self._table_networks(head, encoder_outputs=2 * k)
         posterior = (
-            zuko.flows.MAF(k, context=2 * k, transforms=self.flow_transforms, hidden_features=hidden_flow)
+            zuko.flows.MAF(
+                k, context=2 * k, transforms=self.flow_transforms, hidden_features=hidden_flow, activation=INPLACE_RELU
+            )
             if self.posterior_flow == "iaf"
             else None
         )
