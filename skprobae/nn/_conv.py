@@ -12,10 +12,31 @@ from .._shapes import parse_image_shape
 from ..distributions import OutputDistribution
 from ._mlp import make_activation, make_mlp
 
+NATIVE_DECONVOLUTION_MAX_CHANNELS = 4
+"""Transposed convolutions with at most this many output channels run on torch's own CPU kernel (GEMM and col2im),
+not oneDNN's, when no gradient is needed: 4x faster forward for 32 -> 1 channels on 14x14 maps, 2.5x for 32 -> 2,
+1.4x for 32 -> 4, slower above. With gradients oneDNN's forward and backward together are faster."""
+
 
 def _halve(size: int) -> int:
     """Output size of a 3x3, stride-2, padding-1 convolution."""
     return (size - 1) // 2 + 1
+
+
+def _transposed_convolution(layer: nn.ConvTranspose2d, maps: Tensor) -> Tensor:
+    """``layer(maps)``, on the faster CPU kernel for its shape (see :data:`NATIVE_DECONVOLUTION_MAX_CHANNELS`)."""
+    if maps.device.type != "cpu" or torch.is_grad_enabled() or layer.out_channels > NATIVE_DECONVOLUTION_MAX_CHANNELS:
+        return layer(maps)
+    return torch.ops.aten.slow_conv_transpose2d(
+        maps.contiguous(),  # the native kernel is slower on channels-last maps than the copy
+        layer.weight,
+        layer.kernel_size,
+        layer.bias,
+        layer.stride,
+        layer.padding,
+        layer.output_padding,
+        layer.dilation,
+    )
 
 
 class ConvEncoder(nn.Module):
@@ -183,7 +204,8 @@ class ConvDecoder(nn.Module):
                 # oneDNN's transposed convolutions run faster on channels-last maps (MNIST's decoder: 7.6 -> 4.7
                 # ms per 128 codes, training unchanged)
                 maps = maps.contiguous(memory_format=torch.channels_last)
-            maps = self.deconvolutions(maps)
+            for layer in self.deconvolutions:
+                maps = _transposed_convolution(layer, maps) if isinstance(layer, nn.ConvTranspose2d) else layer(maps)
             # (n, C * c, H, W) -> (n, c, C * H * W): each parameter channel over all pixels.
             C = self.image_shape[0]
             per_feature = maps.reshape(n, C, self.feature_channels, -1).transpose(1, 2).flatten(2)
