@@ -76,7 +76,9 @@ flops = float("nan")
 if hasattr(model, "_log_density"):
     from torch.utils.flop_counter import FlopCounterMode
     x = torch.as_tensor(X[:8])
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    # with gradients enabled, so that every layer runs a kernel torch counts (without them a conv decoder's last
+    # transposed convolution runs on torch's native kernel, which FlopCounterMode has no formula for)
+    with torch.enable_grad(), FlopCounterMode(display=False) as counter:
         model._log_density(x)
     flops = counter.get_total_flops() / 8
 print(json.dumps({"rate": rows / statistics.median(times), "times": times, "flops": flops,
