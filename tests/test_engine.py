@@ -252,7 +252,8 @@ def test_scoring_a_pickled_model_in_a_fresh_process_never_imports_dynamo(tmp_pat
 @pytest.mark.parametrize("primed", [True, False])
 def test_repeated_scoring_reuses_warm_pages(primed):
     # Without the primed heap, glibc maps every block's megabyte temporaries afresh and faults them in page by
-    # page (about 20k minor faults for this call); the False case shows the count can fail.
+    # page (5k-22k minor faults for this call); the False case shows the count can fail. Primed: 0-600 (glibc
+    # still trims the heap's top now and then).
     child = (
         "import resource, numpy as np\n"
         "import skprobae._engine as engine\n"
@@ -270,4 +271,4 @@ def test_repeated_scoring_reuses_warm_pages(primed):
     run = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, env=env, timeout=120)
     assert run.returncode == 0, run.stderr
     faults = int(run.stdout.split()[-1])
-    assert (faults < 500) == primed, faults
+    assert (faults < 2000) == primed, faults
