@@ -11,7 +11,9 @@ fitted on the training images of class c only (pixels / 255, at most
 all with library defaults and no per-class tuning:
 
 * skprobae ``ProbabilisticAutoencoder()``, ``PAE()``, ``AEF()``, ``VAE()``
-  (MLP networks; ``random_state=0``);
+  (MLP networks; ``random_state=0``), and ``PAE(refit_on_inliers=False)``
+  ("PAE (one fit)": the training images of one class hold no outliers to
+  leave out);
 * PyOD ``AutoEncoder`` and ``IForest`` (``verbose=0``, ``IForest(random_state=0)``).
 
 Reported: AUROC per class and the mean, per detector, with Deep SVDD's
@@ -61,9 +63,11 @@ MISSING_CLASSES = {"fashion_mnist": (2, 6)}
 
 def detectors(max_epochs: int | None, skip_pyod: bool) -> dict[str, Callable[[], object]]:
     common = {"random_state": 0, **({"max_epochs": max_epochs} if max_epochs else {})}
+    flow = {"flow_max_epochs": max_epochs} if max_epochs else {}
     found: dict[str, Callable[[], object]] = {
         "skprobae ProbabilisticAutoencoder": lambda: ProbabilisticAutoencoder(**common),
-        "skprobae PAE": lambda: PAE(**common, **({"flow_max_epochs": max_epochs} if max_epochs else {})),
+        "skprobae PAE": lambda: PAE(**common, **flow),
+        "skprobae PAE (one fit)": lambda: PAE(refit_on_inliers=False, **common, **flow),
         "skprobae AEF": lambda: AEF(**common),
         "skprobae VAE": lambda: VAE(**common),
     }

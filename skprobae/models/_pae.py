@@ -182,7 +182,12 @@ class PAE(BaseAutoencoder):
         *all* training rows, and ``n_refit_outliers_`` counts the rows left
         out. Adds about a third to the fit time; ``False`` fits once, as a
         density model of all rows. ``partial_fit`` and ``warm_start``
-        continuations train on the given weights only.
+        continuations train on the given weights only. For novelty detection
+        on training data known to be clean, prefer ``False``: leaving out the
+        least typical clean rows narrows the model (one class of MNIST against
+        the others, 1000 training images: mean AUROC 0.863 with the refit,
+        0.889 without; ten ODDS tables, which hold outliers: 0.886 with it,
+        0.874 without).
     warm_start, accelerator
         As for :class:`~skprobae.ProbabilisticAutoencoder` (both stages
         continue, or train data-parallel).
