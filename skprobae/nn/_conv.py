@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.autograd import forward_ad
 
 from .._shapes import parse_image_shape
 from ..distributions import OutputDistribution
@@ -25,7 +26,9 @@ def _halve(size: int) -> int:
 
 def _transposed_convolution(layer: nn.ConvTranspose2d, maps: Tensor) -> Tensor:
     """``layer(maps)``, on the faster CPU kernel for its shape (see :data:`NATIVE_DECONVOLUTION_MAX_CHANNELS`)."""
-    if maps.device.type != "cpu" or torch.is_grad_enabled() or layer.out_channels > NATIVE_DECONVOLUTION_MAX_CHANNELS:
+    # the native kernel has no forward-mode derivative (torch.func.jvp: PAE's Laplace term), nor a fast backward
+    derivatives = torch.is_grad_enabled() or forward_ad.unpack_dual(maps).tangent is not None
+    if maps.device.type != "cpu" or derivatives or layer.out_channels > NATIVE_DECONVOLUTION_MAX_CHANNELS:
         return layer(maps)
     return torch.ops.aten.slow_conv_transpose2d(
         maps.contiguous(),  # the native kernel is slower on channels-last maps than the copy

@@ -238,6 +238,10 @@ def test_conv_pae_on_digit_images(images):
     model = PAE(**{**FAST, "max_epochs": 3, "flow_max_epochs": 3, "architecture": "conv", "image_shape": (8, 8)})
     model.fit(X_train[:300])
     assert np.isfinite(model.score_samples(X_test)).all()
+    # laplace takes Jacobian columns of the conv decoder with forward-mode AD under no_grad
+    for method in ("latent", "reconstruction", "laplace"):
+        scores = model.set_params(score_method=method, map_steps=5).score_samples(X_test[:20])
+        assert scores.shape == (20,) and np.isfinite(scores).all(), method
 
 
 @pytest.mark.parametrize(

@@ -43,6 +43,22 @@ def test_conv_decoder_outputs_do_not_depend_on_gradient_mode(shape, name):
     np.testing.assert_allclose(inference.double(), exact, rtol=0, atol=1e-6 * scale)
 
 
+def test_conv_decoder_forward_mode_derivatives_without_gradients():
+    # PAE's Laplace term takes Jacobian columns with torch.func.jvp under no_grad: the decoder must then use a
+    # kernel that has a forward-mode derivative (the native transposed convolution has none)
+    shape = (1, 10, 10)
+    head = make_distribution("mse", 100, image_shape=shape)
+    torch.manual_seed(0)
+    _, decoder = build_networks("conv", 100, 3, head, (16,), "tanh", shape)
+    decoder = decoder.double()
+    z, direction = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)
+    with torch.no_grad():
+        _, column = torch.func.jvp(decoder, (z,), (direction,))
+        step = 1e-6
+        central = (decoder(z + step * direction) - decoder(z - step * direction)) / (2 * step)
+    np.testing.assert_allclose(column, central, rtol=1e-6, atol=1e-8)
+
+
 @pytest.mark.parametrize("name", ["normal_diag", "t_diag"])
 def test_assemble_puts_image_channels_where_the_family_reads_them(name):
     head = make_distribution(name, 6, n_mixtures=2)
