@@ -26,9 +26,10 @@ def _halve(size: int) -> int:
 
 def _transposed_convolution(layer: nn.ConvTranspose2d, maps: Tensor) -> Tensor:
     """``layer(maps)``, on the faster CPU kernel for its shape (see :data:`NATIVE_DECONVOLUTION_MAX_CHANNELS`)."""
+    if maps.device.type != "cpu" or layer.out_channels > NATIVE_DECONVOLUTION_MAX_CHANNELS:
+        return layer(maps)
     # the native kernel has no forward-mode derivative (torch.func.jvp: PAE's Laplace term), nor a fast backward
-    derivatives = torch.is_grad_enabled() or forward_ad.unpack_dual(maps).tangent is not None
-    if maps.device.type != "cpu" or derivatives or layer.out_channels > NATIVE_DECONVOLUTION_MAX_CHANNELS:
+    if torch.is_grad_enabled() or forward_ad.unpack_dual(maps).tangent is not None:
         return layer(maps)
     return torch.ops.aten.slow_conv_transpose2d(
         maps.contiguous(),  # the native kernel is slower on channels-last maps than the copy
