@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -72,6 +73,7 @@ from ._table import (
 from ._version import PersistenceMixin
 from .distributions import BUILTIN_DISTRIBUTIONS, OutputDistribution, make_distribution
 from .nn import ACTIVATIONS, LatentPrior, build_networks, parse_image_shape
+from .nn._noise import training_noise
 from .nn._table import TableHead, TableInput
 
 _SEED_MAX = np.iinfo(np.int32).max
@@ -162,10 +164,16 @@ def torch_generator(random_state) -> torch.Generator:
     return torch.Generator().manual_seed(draw_seed(random_state))
 
 
-def _fork_rng(device: str | torch.device):
-    """``torch.random.fork_rng`` over the CPU generator and, on a GPU, that device's."""
+_GLOBAL_RNG_LOCK = threading.RLock()
+"""Held while skprobae forks torch's global generator: another thread's fork would rewind the stream on its exit."""
+
+
+@contextlib.contextmanager
+def _fork_rng(device: str | torch.device) -> Iterator[None]:
+    """``torch.random.fork_rng`` over the CPU generator and, on a GPU, that device's, under the process-wide lock."""
     device = torch.device(device)
-    return torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else [])
+    with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        yield
 
 
 @contextlib.contextmanager
@@ -174,10 +182,19 @@ def torch_seeded(seed: int, device: str | torch.device = "cpu") -> Iterator[None
 
     Module initialisation and ``torch.distributions`` sampling draw from the
     global generator; forking it keeps the user's own torch randomness intact.
+    The body holds a process-wide lock, so seeded sections of other threads
+    (a search with joblib's threading backend) wait instead of drawing from
+    the same stream; keep it short (training noise has its own generators,
+    ``skprobae.nn._noise.training_noise``).
     """
     with _fork_rng(device):
         torch.manual_seed(seed)
         yield
+
+
+def noise_seed(seed: int) -> int:
+    """The seed of a training stage's noise generators, derived from (and independent of) the stage's ``seed``."""
+    return int(np.random.SeedSequence(seed).spawn(1)[0].generate_state(1)[0])
 
 
 def _move_optimizer_state(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
@@ -999,40 +1016,44 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         """
         device = resolve_device(self.device)
         batch_size = batch_size or self.batch_size
-        with torch_seeded(seed, device):
-            if existing is None:
+        if existing is None:
+            with torch_seeded(seed, device):  # weight initialisation draws from torch's global generator
                 module = build_module()
-            else:
-                module = existing.module_.to(device=device, dtype=torch.float32)  # back to the training dtype
-            source = training_source(X, device) if isinstance(X, np.ndarray) else X.to(device)
-            cost = self._training_cost(module, X.shape[1], device)
-            weight = self._row_weights()
-            valid = RowData(source, split.valid, weight) if len(split.valid) else None
-            if existing is None:
-                net = self._make_net(
-                    module,
-                    stage=stage,
-                    max_epochs=max_epochs,
-                    learning_rate=learning_rate,
-                    batch_size=batch_size,
-                    device=device,
-                    valid=valid,
-                    valid_batch_size=block_rows(cost, device),
-                    seed=seed,
-                )
-            else:
-                rows = block_rows(cost, device)
-                net = self._continue_net(existing, valid, learning_rate, batch_size, rows, device, max_epochs)
-            threads = choose_threads(self.n_threads, 3 * cost.flops * min(batch_size, len(split.train) or 1))
-            remedy = (
-                f"Lower the batch size (now {batch_size}); the training data stays in host memory when it is a "
-                "memory-mapped array (np.memmap or np.load(..., mmap_mode='r'))."
+        else:
+            module = existing.module_.to(device=device, dtype=torch.float32)  # back to the training dtype
+        source = training_source(X, device) if isinstance(X, np.ndarray) else X.to(device)
+        cost = self._training_cost(module, X.shape[1], device)
+        weight = self._row_weights()
+        valid = RowData(source, split.valid, weight) if len(split.valid) else None
+        if existing is None:
+            net = self._make_net(
+                module,
+                stage=stage,
+                max_epochs=max_epochs,
+                learning_rate=learning_rate,
+                batch_size=batch_size,
+                device=device,
+                valid=valid,
+                valid_batch_size=block_rows(cost, device),
+                seed=seed,
             )
-            with torch_threads(threads), _explain_out_of_memory(type(self).__name__, f"training the {stage}", remedy):
-                if existing is None:
-                    net.fit(RowData(source, split.train, weight))
-                else:
-                    net.partial_fit(RowData(source, split.train, weight), epochs=max_epochs)
+        else:
+            rows = block_rows(cost, device)
+            net = self._continue_net(existing, valid, learning_rate, batch_size, rows, device, max_epochs)
+        threads = choose_threads(self.n_threads, 3 * cost.flops * min(batch_size, len(split.train) or 1))
+        remedy = (
+            f"Lower the batch size (now {batch_size}); the training data stays in host memory when it is a "
+            "memory-mapped array (np.memmap or np.load(..., mmap_mode='r'))."
+        )
+        with (
+            training_noise(noise_seed(seed)),
+            torch_threads(threads),
+            _explain_out_of_memory(type(self).__name__, f"training the {stage}", remedy),
+        ):
+            if existing is None:
+                net.fit(RowData(source, split.train, weight))
+            else:
+                net.partial_fit(RowData(source, split.train, weight), epochs=max_epochs)
         if isinstance(net, AcceleratedLikelihoodNet):
             net = net.detach()  # a plain net from here on: it pickles and loads without accelerate
         net.train_split = None  # it holds the training data: a fitted model must not carry (or pickle) it

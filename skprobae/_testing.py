@@ -40,7 +40,7 @@ AUTOENCODERS = [cls for cls in PUBLIC_ESTIMATORS if issubclass(cls, BaseAutoenco
 def small(cls: type, **params) -> BaseEstimator:
     """``cls`` with the :data:`SMALL` settings it takes, and ``params``."""
     accepted = cls().get_params()
-    return cls(**{k: v for k, v in SMALL.items() if k in accepted}, **params)
+    return cls(**{**{k: v for k, v in SMALL.items() if k in accepted}, **params})
 
 
 class TinyNetwork(nn.Module):

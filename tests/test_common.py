@@ -1,6 +1,7 @@
 """Contracts of the engine that every public autoencoder keeps (estimators discovered from ``skprobae.__all__``)."""
 
 import pickle
+import threading
 import tracemalloc
 import warnings
 
@@ -115,6 +116,42 @@ def test_thread_setting_applies_inside_calls_and_is_restored(data, n_threads):
     training = [threads for is_training, threads in ThreadRecorder.calls if is_training]
     assert len(training) >= model.n_iter_ and set(training) == {expected}
     assert ThreadRecorder.calls[-1] == (False, expected)  # the last block of score_samples
+
+
+@pytest.mark.parametrize("cls", AUTOENCODERS, ids=lambda cls: cls.__name__)
+def test_fits_in_concurrent_threads_give_the_models_of_lone_fits(cls, data):
+    # joblib's threading backend and dask's threaded scheduler fit several models at once in one process. Each fit
+    # draws its training noise (VAE codes, prior noise, masked table entries) from its own generators and seeds
+    # torch's global one only under a lock, so the interleaving changes nothing, nor does the global RNG's state.
+    def fit_and_sample(seed):
+        model = small(cls, random_state=seed).fit(data)
+        return model.score_samples(data), model.sample(5, random_state=seed)
+
+    alone = {seed: fit_and_sample(seed) for seed in (0, 1)}
+    together, errors = {}, []
+    start = threading.Barrier(2)
+
+    def run(seed):
+        try:
+            start.wait()
+            together[seed] = fit_and_sample(seed)
+        except BaseException as error:  # re-raised in the main thread
+            errors.append(error)
+
+    torch.manual_seed(123)  # another global state than the lone fits saw
+    state = torch.get_rng_state()
+    threads = [threading.Thread(target=run, args=(seed,)) for seed in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    assert torch.equal(torch.get_rng_state(), state)
+    for seed in (0, 1):
+        for got, expected in zip(together[seed], alone[seed], strict=True):
+            np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())
+    assert not np.allclose(alone[0][0], alone[1][0])  # the seeds give different models
 
 
 @pytest.mark.parametrize("cls", AUTOENCODERS, ids=lambda cls: cls.__name__)

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from ..distributions._base import batch_mean
 from ..flows import FlowAdapter
+from ._noise import noise_generator
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -338,5 +339,6 @@ class FlowPrior(LatentPrior):
             A float64 scalar, ``-log_prob(z).mean()``.
         """
         if self.training and self.noise > 0:
-            z = z + self.noise * torch.randn_like(z)
+            noise = torch.randn(z.shape, dtype=z.dtype, device=z.device, generator=noise_generator(z.device))
+            z = z + self.noise * noise
         return -batch_mean(self.log_prob(z), weight)

@@ -22,6 +22,7 @@ from torch.nn import functional
 
 from ..distributions import OutputDistribution
 from ..distributions._base import batch_mean
+from ._noise import noise_generator
 
 
 @dataclass(frozen=True)
@@ -88,9 +89,9 @@ class TableInput(nn.Module):
     A missing entry (NaN) becomes 0 (the mean of a standardized column, no
     category) and, with ``missing_indicators``, a 1 in its indicator. In
     training mode, each observed entry is also hidden this way with
-    probability ``layout.mask_fraction`` (torch's global generator, which
-    ``fit`` seeds), so that the encoder learns to infer entries it does not
-    see; the loss still scores them.
+    probability ``layout.mask_fraction`` (from the fit's own generator,
+    ``skprobae.nn._noise.training_noise``), so that the encoder learns to
+    infer entries it does not see; the loss still scores them.
     """
 
     mask_fraction = 0.0  # modules pickled before the parameter existed
@@ -114,7 +115,8 @@ class TableInput(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.training and self.mask_fraction > 0:
-            x = x.masked_fill(torch.rand(x.shape, device=x.device) < self.mask_fraction, float("nan"))
+            hidden = torch.rand(x.shape, device=x.device, generator=noise_generator(x.device)) < self.mask_fraction
+            x = x.masked_fill(hidden, float("nan"))
         missing = torch.isnan(x)
         if self.plain:
             return torch.where(missing, 0.0, x)

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from .._engine import network_dtype
 from ..distributions import OutputDistribution, positive
 from ..distributions._base import batch_mean, sum_features
+from ._noise import noise_generator
 from ._prior import LOG_2PI, LatentPrior, StandardNormalPrior
 from ._rows import apply_rows
 
@@ -208,7 +209,13 @@ class VariationalModule(nn.Module):
             A scalar: ``reconstruction + beta * KL`` (``capacity`` 0) or
             ``reconstruction + beta * |KL - capacity|``.
         """
-        noise = torch.randn(*encoded.shape[:-1], self.n_components, dtype=encoded.dtype, device=encoded.device)
+        noise = torch.randn(
+            *encoded.shape[:-1],
+            self.n_components,
+            dtype=encoded.dtype,
+            device=encoded.device,
+            generator=noise_generator(encoded.device),
+        )
         z, log_q = self.posterior_sample(encoded, noise)
         reconstruction = -batch_mean(self.head.log_prob(self.decoder_params(z), x), weight)
         if self.posterior_flow is None and isinstance(self.prior, StandardNormalPrior):

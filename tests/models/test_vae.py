@@ -2,6 +2,7 @@ import copy
 
 import numpy as np
 import pytest
+from scipy.stats import multivariate_normal
 from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
 
@@ -24,9 +25,8 @@ def ppca_data():
     return X[:3000], X[3000:]
 
 
-def test_iwae_approaches_exact_ppca_likelihood(ppca_data):
+def test_iwae_approaches_the_exact_likelihood_of_a_linear_vae(ppca_data):
     X_train, X_test = ppca_data
-    exact = PCA(n_components=2).fit(X_train).score_samples(X_test)
     vae = VAE(
         n_components=2,
         hidden_layer_sizes=(),  # linear encoder and decoder: the VAE is probabilistic PCA
@@ -37,15 +37,21 @@ def test_iwae_approaches_exact_ppca_likelihood(ppca_data):
         n_iter_no_change=20,
         random_state=0,
     ).fit(X_train)
+    # Its decoder x = W z + b + unit noise, z ~ N(0, I), has the exact marginal N(b, W W^T + I): the reference
+    # for the importance-sampled scores of this fitted model, however well it converged.
+    decoder = vae.net_.module_.decoder[0]
+    W, b = decoder.weight.detach().double().numpy(), decoder.bias.detach().double().numpy()
+    exact = multivariate_normal(b, W @ W.T + np.eye(len(b))).logpdf(X_test)
     gaps, rms = {}, {}
     for n_samples in (1, 10, 1000):
         error = exact - vae.set_params(n_importance_samples=n_samples).score_samples(X_test)
         gaps[n_samples], rms[n_samples] = float(np.mean(error)), float(np.sqrt(np.mean(error**2)))
-    # The linear VAE's optimum has a diagonal posterior, so even the ELBO (S=1) is nearly tight:
-    # the mean gap is small at every S and shrinks to Monte-Carlo noise, the per-row error shrinks.
-    assert abs(gaps[1000]) < 0.02 and gaps[1] > gaps[1000]
+    # The per-row error shrinks with S; the draws are shared by all rows, so the mean gap at small S is one draw's
+    # error, of either sign. Over seeds 0-4, rms at S=1000 was 0.005-0.038 and the mean gap 0.000-0.033.
     assert rms[1] > rms[10] > rms[1000]
-    assert rms[1000] < 0.1
+    assert abs(gaps[1000]) < 0.05 and rms[1000] < 0.05
+    # and the fit is near probabilistic PCA's maximum likelihood (0.01-0.11 nats per row below it over seeds 0-4)
+    assert abs(np.mean(PCA(n_components=2).fit(X_train).score_samples(X_test) - exact)) < 0.15
 
 
 def test_history_records_elbo_terms_and_capacity_holds_kl(digits01):
