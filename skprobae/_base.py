@@ -192,9 +192,13 @@ def torch_seeded(seed: int, device: str | torch.device = "cpu") -> Iterator[None
         yield
 
 
-def noise_seed(seed: int) -> int:
-    """The seed of a training stage's noise generators, derived from (and independent of) the stage's ``seed``."""
-    return int(np.random.SeedSequence(seed).spawn(1)[0].generate_state(1)[0])
+def noise_seed(seed: int, epochs_done: int = 0) -> int:
+    """The seed of a training stage's noise generators, derived from (and independent of) the stage's ``seed``.
+
+    ``epochs_done``: the epochs the module has already trained (``partial_fit``, ``warm_start``), so that a
+    continued stage, whose ``seed`` repeats with an int ``random_state``, does not replay the noise of the last call.
+    """
+    return int(np.random.SeedSequence(seed, spawn_key=(epochs_done,)).generate_state(1)[0])
 
 
 def _move_optimizer_state(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
@@ -1046,7 +1050,7 @@ class BaseAutoencoder(PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
             "memory-mapped array (np.memmap or np.load(..., mmap_mode='r'))."
         )
         with (
-            training_noise(noise_seed(seed)),
+            training_noise(noise_seed(seed, len(existing.history) if existing is not None else 0)),
             torch_threads(threads),
             _explain_out_of_memory(type(self).__name__, f"training the {stage}", remedy),
         ):

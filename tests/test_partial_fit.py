@@ -2,9 +2,11 @@
 
 import numpy as np
 import pytest
+import torch
 
-from skprobae import PAE
+from skprobae import PAE, VAE
 from skprobae._testing import AUTOENCODERS, small
+from skprobae.nn import VariationalModule
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +37,33 @@ def test_partial_fit_trains_chunk_by_chunk_and_keeps_the_optimizer(cls, data):
     again = model.partial_fit(train[:200]).history_[-1, "train_loss"]
     assert again < model.history_[0, "train_loss"]
     assert np.isfinite(model.score_samples(test)).all() and np.isfinite(model.offset_)
+
+
+def test_each_partial_fit_call_draws_new_training_noise(data, monkeypatch):
+    # With an int random_state every call derives the same stage seed; the noise must still move on, or a stream of
+    # one-batch chunks would train a VAE on one fixed posterior draw.
+    draws = []
+    sample = VariationalModule.posterior_sample
+
+    def recording(self, encoded, noise):
+        if self.training:
+            draws.append(noise.detach().clone())
+        return sample(self, encoded, noise)
+
+    monkeypatch.setattr(VariationalModule, "posterior_sample", recording)
+
+    def stream():
+        draws.clear()
+        model = small(VAE, batch_size=50)
+        for _ in range(3):
+            model.partial_fit(data[:50])  # one batch per call
+        return list(draws)
+
+    first, again = stream(), stream()
+    assert len(first) == 3
+    assert not torch.equal(first[0], first[1]) and not torch.equal(first[1], first[2])
+    for a, b in zip(first, again, strict=True):  # and the stream repeats with the same random_state
+        assert torch.equal(a, b)
 
 
 def test_pae_accumulates_feature_ranges_over_chunks(data):
