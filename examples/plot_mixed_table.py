@@ -24,12 +24,12 @@ birds, the measurements for 2). The example
 4. draws the imputed flipper lengths with their 90% posterior intervals against the
    removed values.
 
-In our run the pipeline on the whole table predicts the species a little better than the
-classifier alone, which handles NaN natively (0.953 against 0.945), and fills 59% of
-the removed islands correctly (the most common island: 44%). On the measurements,
-PAEImputer fills them a little better than IterativeImputer (RMSE 0.637 against 0.669,
-in standard deviations) and its 90% intervals cover 0.89 of the removed entries, but its
-pipeline predicts the species less well (0.889 against 0.922).
+In our run the pipeline on the whole table predicts the species as well as the
+classifier alone, which handles NaN natively (0.945 both), and fills 65% of the removed
+islands correctly (the most common island: 44%). On the measurements, PAEImputer fills
+them a little better than IterativeImputer (RMSE 0.648 against 0.669, in standard
+deviations) and its 90% intervals cover 0.89 of the removed entries, but its pipeline
+predicts the species less well (0.898 against 0.922).
 
 Run: ``python examples/plot_mixed_table.py`` (about 50 s on one CPU core).
 """

@@ -15,11 +15,11 @@ density of the code (``"latent"``) and the joint density of image and code
 (``"combined"``, the paper's Eq. 12), and draws a few of each.
 
 In our run the latent score tells the kinds of samples apart: PAE samples score like
-the test digits (latent -7.6 at temperature 1 and -6.8 at 0.7, against -8.7), while
+the test digits (latent -6.4 at temperature 1 and -5.5 at 0.7, against -7.3), while
 the decoded standard-normal codes fall far outside the codes of real digits, where the
-flow has almost no mass (about -1.4 million). The combined score ranks PAE samples
-above the test digits (107 against 57): decoded images lie exactly on the decoder's
-output manifold, so their reconstruction term is near its best. The figure shows a few
+flow has little mass (about -55). The combined score ranks PAE samples above the test
+digits (about 101 against 36): decoded images lie exactly on the decoder's output
+manifold, so their reconstruction term is near its best. The figure shows a few
 samples of each kind.
 
 Run: ``python examples/plot_pae_samples.py`` (about 15 s on 2 CPU cores).
