@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import os
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -166,6 +167,16 @@ def torch_generator(random_state) -> torch.Generator:
 
 _GLOBAL_RNG_LOCK = threading.RLock()
 """Held while skprobae forks torch's global generator: another thread's fork would rewind the stream on its exit."""
+
+
+def _renew_rng_lock() -> None:
+    """A fresh lock in a forked child: one held by another thread at the fork would never be released there."""
+    global _GLOBAL_RNG_LOCK
+    _GLOBAL_RNG_LOCK = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_renew_rng_lock)
 
 
 @contextlib.contextmanager

@@ -1,7 +1,10 @@
 """Contracts of the engine that every public autoencoder keeps (estimators discovered from ``skprobae.__all__``)."""
 
+import os
 import pickle
+import signal
 import threading
+import time
 import tracemalloc
 import warnings
 
@@ -152,6 +155,42 @@ def test_fits_in_concurrent_threads_give_the_models_of_lone_fits(cls, data):
         for got, expected in zip(together[seed], alone[seed], strict=True):
             np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())
     assert not np.allclose(alone[0][0], alone[1][0])  # the seeds give different models
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_process_forked_while_a_thread_seeds_torch_can_still_seed(data):
+    # The seeding lock held by another thread at a fork (multiprocessing's fork start method) is never released in
+    # the child; the child gets a fresh one, or its first fit would hang.
+    holding, release = threading.Event(), threading.Event()
+
+    def hold():
+        with skprobae._base.torch_seeded(0):
+            holding.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    holding.wait(10)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: exit 0 if it can seed, or be killed by the parent below
+            code = 1
+            try:
+                with skprobae._base.torch_seeded(1):
+                    code = 0
+            finally:
+                os._exit(code)  # never return into pytest in the child
+        deadline = time.monotonic() + 30
+        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if done[0] == 0:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung on the seeding lock")
+        assert os.waitstatus_to_exitcode(done[1]) == 0
+    finally:
+        release.set()
+        thread.join()
 
 
 @pytest.mark.parametrize("cls", AUTOENCODERS, ids=lambda cls: cls.__name__)
